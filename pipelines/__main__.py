@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
 from pipelines.errors import UserError
 
-COMMANDS = ["backbones", "classify"]
+COMMANDS = ["backbones", "classify", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with C++ start-up chatter (oneDNN, CUDA probing) kept off stderr.
+
+    That chatter ignores ``TF_CPP_MIN_LOG_LEVEL`` in TF 2.21; it is not an error, but a
+    CLI user would read it as one. Python exceptions still surface after stderr returns.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "needs_tensorflow", True):
+            _import_tensorflow_quietly()
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

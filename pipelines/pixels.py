@@ -7,7 +7,7 @@ the scaling that turns them into its float input. Works on NumPy arrays and tf t
 from __future__ import annotations
 
 SCALINGS = {
-    "minus1_1": "(x - 127.5) / 127.5, i.e. [-1, 1] (TF Hub MobileNet, EfficientNet-Lite, Inception)",
+    "minus1_1": "(x - 127.5) / 127.5, i.e. [-1, 1] (EfficientNet-Lite, Keras MobileNet)",
     "0_1": "x / 255, i.e. [0, 1] (the TF Hub image convention)",
     "imagenet_mean_std": "(x / 255 - mean) / std with the ImageNet RGB mean and std",
     "raw_0_255": "x unchanged as float, [0, 255] (models that scale inside)",

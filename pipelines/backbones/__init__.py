@@ -1,0 +1,111 @@
+"""Backbones: the catalogue, built-in ImageNet models, any TF Hub handle, freeze depth and
+random initialisation.
+
+The engine uses three entry points:
+
+* :func:`resolve` - catalogue id / URL / Kaggle handle / folder → :class:`BackboneSpec`
+  (no TensorFlow, no network);
+* :func:`feature_vector_handle` - a handle ``hub.KerasLayer`` can load now: a built-in
+  materialised on demand, a local folder, or a remote URL that is reachable or cached;
+* :func:`load_layer` - a validated :class:`BackboneLayer` with ImageNet or random weights
+  and the top N blocks trainable.
+"""
+
+from __future__ import annotations
+
+from pipelines.backbones.catalogue import BackboneSpec, builtin_ids, catalogue, resolve
+from pipelines.errors import UserError
+
+WEIGHTS = ("imagenet", "random")
+
+__all__ = [
+    "WEIGHTS",
+    "BackboneSpec",
+    "builtin_ids",
+    "catalogue",
+    "classification_handle",
+    "feature_vector_handle",
+    "load_layer",
+    "resolve",
+]
+
+
+def _as_spec(backbone: str | BackboneSpec) -> BackboneSpec:
+    return backbone if isinstance(backbone, BackboneSpec) else resolve(backbone)
+
+
+def _loadable(spec: BackboneSpec, kind: str, remote_handle: str | None) -> str:
+    from pipelines.backbones import builtin, remote
+    from pipelines.backbones.catalogue import hub_cache_has, is_remote
+
+    if spec.builtin:
+        return str(builtin.materialise(spec.id, spec.weights_package, kind))
+    if remote_handle is None:
+        raise UserError(f"backbone {spec.id!r} has no {kind.replace('_', ' ')} model")
+    if is_remote(remote_handle) and not hub_cache_has(remote_handle):
+        remote.ensure_reachable(remote_handle, builtins=builtin_ids())
+    return remote_handle
+
+
+def feature_vector_handle(backbone: str | BackboneSpec) -> str:
+    """A handle for the backbone's feature-vector SavedModel that loads now."""
+    spec = _as_spec(backbone)
+    return _loadable(spec, "feature_vector", spec.handle)
+
+
+def classification_handle(backbone: str | BackboneSpec) -> str:
+    """A handle for the backbone's ImageNet classification SavedModel that loads now."""
+    spec = _as_spec(backbone)
+    return _loadable(spec, "classification", spec.classification_handle)
+
+
+def load_layer(
+    backbone: str | BackboneSpec,
+    *,
+    weights: str = "imagenet",
+    train_top_blocks: int = 0,
+    bn_training: bool = False,
+    seed: int = 0,
+    image_size: int | None = None,
+):
+    """Load ``backbone`` as a :class:`BackboneLayer`, checked to be an image model.
+
+    ``weights="random"`` re-initialises every variable by its role, seeded by ``seed``.
+    The layer is called once on a blank ``image_size`` image (default: the backbone's
+    input size) so a wrong model or an impossible size fails here, with a clear message.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from pipelines.backbones.layer import BackboneLayer
+    from pipelines.backbones.random_init import reinitialise
+
+    spec = _as_spec(backbone)
+    if weights not in WEIGHTS:
+        raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+    handle = feature_vector_handle(spec)
+    try:
+        layer = BackboneLayer(handle, bn_training=bn_training)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise UserError(f"could not load backbone {spec.id!r} as a SavedModel: {e}") from e
+    try:
+        layer.set_train_top_blocks(train_top_blocks)
+    except ValueError as e:
+        raise UserError(f"backbone {spec.id!r}: {e}") from e
+    size = image_size or spec.input_size
+    try:
+        out = layer(np.zeros((1, size, size, 3), np.float32))
+    except Exception as e:  # noqa: BLE001 - any failure here means "not usable as given"
+        raise UserError(
+            f"backbone {spec.id!r} can't take a {size}x{size} RGB image: "
+            f"{str(e).splitlines()[0][:300]}. Give an image feature-vector model, "
+            "or another image size"
+        ) from e
+    if len(out.shape) != 2:
+        raise UserError(
+            f"backbone {spec.id!r} returns shape {tuple(out.shape)}, not a feature vector "
+            "[batch, features]; give an image feature-vector model"
+        )
+    if weights == "random":
+        reinitialise(layer.module_variables, seed)
+    return layer

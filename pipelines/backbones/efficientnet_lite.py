@@ -124,7 +124,11 @@ def build_blocks(state: dict[str, np.ndarray]) -> list[keras.Model]:
     specs = block_specs(state)
     stem_width = state["_conv_stem.weight"].shape[0]
     head_width = state["_conv_head.weight"].shape[0]
-    return [_stem(stem_width), *(_mbconv(s) for s in specs), _head(specs[-1].out_channels, head_width)]
+    return [
+        _stem(stem_width),
+        *(_mbconv(s) for s in specs),
+        _head(specs[-1].out_channels, head_width),
+    ]
 
 
 def chain(blocks: list[keras.Model], *, pool: bool = True, name: str = "backbone") -> keras.Model:
@@ -162,7 +166,9 @@ def load_weights(blocks: list[keras.Model], state: dict[str, np.ndarray]) -> Non
                 [_conv_kernel(state[f"{t}._expand_conv.weight"])]
             )
             block.get_layer(f"{p}_expand_bn").set_weights(_bn_weights(state, f"{t}._bn0"))
-        block.get_layer(f"{p}_dwconv").set_weights([_dw_kernel(state[f"{t}._depthwise_conv.weight"])])
+        block.get_layer(f"{p}_dwconv").set_weights(
+            [_dw_kernel(state[f"{t}._depthwise_conv.weight"])]
+        )
         block.get_layer(f"{p}_dw_bn").set_weights(_bn_weights(state, f"{t}._bn1"))
         block.get_layer(f"{p}_project_conv").set_weights(
             [_conv_kernel(state[f"{t}._project_conv.weight"])]

@@ -1,0 +1,105 @@
+"""Blocks of any backbone, input to output, and how deep the network is frozen.
+
+``hub.KerasLayer(trainable=True)`` unfreezes every variable (tensorflow/hub#247, #852). Here
+every backbone gets an ordered list of :class:`Block`: for the built-ins the real blocks
+from ``blocks.json`` beside the SavedModel; for any other SavedModel, blocks derived from its
+variable names (:func:`derive_blocks`). "Train the top N blocks" then means exactly those
+blocks' variables are trainable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# A variable's first name component names its block when it looks like one of these:
+# Keras applications ("block1a_project_conv"), the built-ins ("block_03_dwconv"), and the
+# stems and tops around them ("stem_conv", "top_bn").
+_BLOCK_PREFIX = re.compile(r"^(block_?\d+[a-z]?|stage_?\d+|stem|top|head)(?:_|$)", re.IGNORECASE)
+# ResNet-style units inside a block ("block1/unit_2/...") are blocks of their own.
+_UNIT = re.compile(r"^unit_?\d+$", re.IGNORECASE)
+FALLBACK_BLOCKS = 12
+
+
+@dataclass
+class Block:
+    """One block: its name and its variables' names, in model order."""
+
+    name: str
+    variables: list[str] = field(default_factory=list)
+
+
+def _strip(name: str) -> str:
+    return name[:-2] if re.search(r":\d+$", name) else name
+
+
+def _block_key(parts: list[str]) -> str:
+    first = parts[0]
+    if m := _BLOCK_PREFIX.match(first):
+        key = m.group(1)
+        if len(parts) > 2 and _UNIT.match(parts[1]):
+            key = f"{key}/{parts[1]}"
+        return key
+    return first
+
+
+def derive_blocks(names: Sequence[str], *, fallback_blocks: int = FALLBACK_BLOCKS) -> list[Block]:
+    """Group variable ``names`` (in model order) into blocks, input to output.
+
+    The components all names share (``MobilenetV2/``, ``resnet_v2_50/``) are dropped; the
+    next component, or a recognised block prefix of it, names the block. Blocks keep the
+    order in which their first variable appears. When names say nothing (fewer than two
+    groups, or one group per variable), consecutive variables are cut into about
+    ``fallback_blocks`` blocks, each cut before a kernel (a name that does not look like a
+    BN or bias term).
+    """
+    split = [_strip(n).split("/") for n in names]
+    common = 0
+    if len(split) > 1:
+        while all(len(p) > common + 1 for p in split) and len({p[common] for p in split}) == 1:
+            common += 1
+    groups: dict[str, Block] = {}
+    for name, parts in zip(names, split, strict=True):
+        key = _block_key(parts[common:])
+        groups.setdefault(key, Block(key)).variables.append(name)
+    if 2 <= len(groups) < len(names) or len(names) <= fallback_blocks:
+        return list(groups.values())
+    return _chunk(list(names), fallback_blocks)
+
+
+_NOT_A_KERNEL = re.compile(r"(gamma|beta|moving_|mean|variance|bias|scale|offset)", re.IGNORECASE)
+
+
+def _chunk(names: list[str], count: int) -> list[Block]:
+    starts = [i for i, n in enumerate(names) if not _NOT_A_KERNEL.search(n)] or [0]
+    if starts[0] != 0:
+        starts[0] = 0
+    per_block = max(1, int(np.ceil(len(starts) / count)))
+    cuts = starts[::per_block] + [len(names)]
+    spans = zip(cuts[:-1], cuts[1:], strict=True)
+    return [Block(f"layers_{i + 1:02d}", names[a:b]) for i, (a, b) in enumerate(spans)]
+
+
+def read_manifest(saved_model_dir: str | Path) -> list[Block] | None:
+    """The ``blocks.json`` written beside a built-in SavedModel, or None if there is none."""
+    path = Path(saved_model_dir) / "blocks.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return [Block(b["name"], list(b["variables"])) for b in data["blocks"]]
+
+
+def top_block_variables(blocks: Sequence[Block], train_top_blocks: int) -> set[str]:
+    """Names of the variables in the last ``train_top_blocks`` blocks."""
+    if not 0 <= train_top_blocks <= len(blocks):
+        raise ValueError(
+            f"train_top_blocks must be between 0 and {len(blocks)} (this backbone's block "
+            f"count), not {train_top_blocks}"
+        )
+    top = blocks[len(blocks) - train_top_blocks :]
+    return {name for block in top for name in block.variables}

@@ -1,0 +1,105 @@
+"""``BackboneLayer``: a TF Hub feature-vector model whose top N blocks train."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow_hub as hub
+
+from pipelines.backbones.blocks import Block, derive_blocks, read_manifest, top_block_variables
+
+
+@dataclass
+class _VariableRefs:
+    all: list
+    candidates: list
+
+
+class BackboneLayer(hub.KerasLayer):
+    """A reusable SavedModel (TF Hub format) as a Keras layer, frozen block by block.
+
+    Contract:
+
+    * Input: float images ``[batch, height, width, 3]``, scaled as the backbone expects.
+      Output: whatever the SavedModel returns, for an image feature vector ``[batch, dim]``.
+    * ``blocks``: the backbone's blocks, input to output, from ``blocks.json`` beside the
+      SavedModel (the built-ins) or derived from its variable names (any other model).
+    * ``train_top_blocks=N``: exactly the trainable variables of the last ``N`` blocks are
+      the layer's ``trainable_weights``; everything else is frozen. ``N = 0`` is feature
+      extraction. :meth:`set_train_top_blocks` changes ``N`` later (recompile the model).
+    * BatchNorm stays in inference mode (the SavedModel is called with ``training=False``)
+      even while blocks train, as the Keras transfer-learning guide prescribes, unless
+      ``bn_training=True`` (training from scratch, where BN must learn its statistics).
+
+    Loading, validation of the handle and clear errors live in
+    :func:`pipelines.backbones.load_layer`; use that rather than this class directly.
+    """
+
+    def __init__(
+        self, handle: str, *, train_top_blocks: int = 0, bn_training: bool = False, **kwargs
+    ):
+        super().__init__(handle, trainable=train_top_blocks > 0, **kwargs)
+        self.bn_training = bn_training
+        # Held in a plain object: a list attribute would make Keras track (and re-add as
+        # trainable) every variable in it on each call.
+        self._refs = _VariableRefs(
+            list(getattr(self._func, "variables", [])),
+            list(getattr(self._func, "trainable_variables", [])),
+        )
+        manifest = read_manifest(handle) if Path(handle).is_dir() else None
+        self.blocks: list[Block] = manifest or derive_blocks([v.name for v in self._refs.all])
+        self.train_top_blocks = 0
+        self.set_train_top_blocks(train_top_blocks)
+
+    def set_train_top_blocks(self, n: int) -> None:
+        """Make exactly the last ``n`` blocks' trainable variables trainable."""
+        top = top_block_variables(self.blocks, n)
+        train = [v for v in self._refs.candidates if v.name in top]
+        train_ids = {id(v) for v in train}
+        frozen = [v for v in self._refs.all if id(v) not in train_ids]
+        self._trainable_weights[:] = train
+        self._non_trainable_weights[:] = frozen
+        self.train_top_blocks = n
+        self.trainable = bool(train) or self.bn_training
+
+    def call(self, inputs, training=None):
+        if not self.bn_training:
+            training = False
+        return super().call(inputs, training=training)
+
+    @property
+    def module_variables(self) -> list:
+        """All of the SavedModel's variables, in model order (for re-initialisation)."""
+        return list(self._refs.all)
+
+    def freeze_report(self) -> dict:
+        """Per block: name, parameter count, trainable or not; totals for the layer map."""
+        sizes = {v.name: int(np.prod(v.shape)) for v in self._refs.all}
+        top = top_block_variables(self.blocks, self.train_top_blocks)
+        candidate_names = {v.name for v in self._refs.candidates}
+        rows = []
+        for i, block in enumerate(self.blocks):
+            params = sum(sizes.get(n, 0) for n in block.variables)
+            trainable = sum(
+                sizes.get(n, 0) for n in block.variables if n in top and n in candidate_names
+            )
+            rows.append(
+                {
+                    "index": i,
+                    "name": block.name,
+                    "params": params,
+                    "trainable_params": trainable,
+                    "trainable": i >= len(self.blocks) - self.train_top_blocks,
+                }
+            )
+        total = sum(sizes.values())
+        trainable_total = sum(r["trainable_params"] for r in rows)
+        return {
+            "train_top_blocks": self.train_top_blocks,
+            "block_count": len(self.blocks),
+            "trainable_params": trainable_total,
+            "frozen_params": total - trainable_total,
+            "blocks": rows,
+        }
