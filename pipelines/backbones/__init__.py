@@ -13,7 +13,7 @@ The engine uses three entry points:
 
 from __future__ import annotations
 
-from pipelines.backbones.catalogue import BackboneSpec, builtin_ids, catalogue, resolve
+from pipelines.backbones.spec import BackboneSpec, builtin_ids, catalogue, resolve
 from pipelines.errors import UserError
 
 WEIGHTS = ("imagenet", "random")
@@ -36,7 +36,7 @@ def _as_spec(backbone: str | BackboneSpec) -> BackboneSpec:
 
 def _loadable(spec: BackboneSpec, kind: str, remote_handle: str | None) -> str:
     from pipelines.backbones import builtin, remote
-    from pipelines.backbones.catalogue import hub_cache_has, is_remote
+    from pipelines.backbones.spec import hub_cache_has, is_remote
 
     if spec.builtin:
         return str(builtin.materialise(spec.id, spec.weights_package, kind))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.backbones.catalogue import ASSETS, BackboneSpec, resolve
+from pipelines.backbones.spec import ASSETS, BackboneSpec, resolve
 from pipelines.errors import UserError
 from pipelines.pixels import scale_pixels
 

@@ -17,7 +17,7 @@ def _block_count(spec: BackboneSpec, handle: str | None) -> int | None:
     if manifest is not None:
         return len(manifest)
     from pipelines.backbones.blocks import derive_blocks
-    from pipelines.backbones.catalogue import is_remote
+    from pipelines.backbones.spec import is_remote
 
     if is_remote(handle):
         return None
