@@ -1,0 +1,37 @@
+"""The data layer: find a data set, check its files, decode it once, feed it to training.
+
+- :func:`load_dataset` -> :class:`Dataset`: ``uint8`` arrays, sorted classes, skipped files,
+  a fingerprint for caches (:mod:`.dataset`);
+- :func:`inspect_dataset` -> the report ``python -m pipelines data`` prints;
+- :func:`make_tf_dataset`: the seeded ``tf.data`` pipeline (:mod:`.pipeline`; imports
+  TensorFlow, so it is loaded on first use).
+
+Where data sets come from is :mod:`.sources` (with :mod:`.safezip` and :mod:`.tfds_source`);
+how folders are read is :mod:`.scan`; decoding is :mod:`.images`; subsets :mod:`.subsets`.
+"""
+
+from __future__ import annotations
+
+from pipelines.data.dataset import Dataset, clear_cache, inspect_dataset, load_dataset
+from pipelines.data.scan import SkippedFile
+from pipelines.data.sources import DEFAULT_DATASET, Source, resolve_source
+
+__all__ = [
+    "DEFAULT_DATASET",
+    "Dataset",
+    "SkippedFile",
+    "Source",
+    "clear_cache",
+    "inspect_dataset",
+    "load_dataset",
+    "make_tf_dataset",
+    "resolve_source",
+]
+
+
+def __getattr__(name: str):
+    if name == "make_tf_dataset":
+        from pipelines.data.pipeline import make_tf_dataset
+
+        return make_tf_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
