@@ -23,6 +23,7 @@ __all__ = [
     "BackboneSpec",
     "builtin_ids",
     "catalogue",
+    "block_table",
     "classification_handle",
     "feature_vector_handle",
     "load_layer",
@@ -57,6 +58,29 @@ def classification_handle(backbone: str | BackboneSpec) -> str:
     """A handle for the backbone's ImageNet classification SavedModel that loads now."""
     spec = _as_spec(backbone)
     return _loadable(spec, "classification", spec.classification_handle)
+
+
+def block_table(backbone: str | BackboneSpec) -> list:
+    """The backbone's blocks with parameter counts, for the layer map, without Keras.
+
+    Built-ins read ``blocks.json``; other SavedModels are loaded once to read their
+    variables (seconds; callers cache it). Feed the result to ``blocks.freeze_report``.
+    """
+    from pipelines.backbones.blocks import count_params, derive_blocks, read_manifest
+
+    handle = feature_vector_handle(backbone)
+    blocks = read_manifest(handle)
+    if blocks is not None:
+        return blocks
+    import tensorflow as tf
+
+    try:
+        variables = list(tf.saved_model.load(handle).variables)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise UserError(f"could not load backbone {handle!r} as a SavedModel: {e}") from e
+    blocks = derive_blocks([v.name for v in variables])
+    count_params(blocks, variables)
+    return blocks
 
 
 def load_layer(

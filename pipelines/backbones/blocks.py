@@ -28,10 +28,15 @@ FALLBACK_BLOCKS = 12
 
 @dataclass
 class Block:
-    """One block: its name and its variables' names, in model order."""
+    """One block: its name, its variables' names in model order, and their sizes.
+
+    ``trainable_params`` counts the variables that can train (not BN statistics).
+    """
 
     name: str
     variables: list[str] = field(default_factory=list)
+    params: int = 0
+    trainable_params: int = 0
 
 
 def _strip(name: str) -> str:
@@ -91,7 +96,47 @@ def read_manifest(saved_model_dir: str | Path) -> list[Block] | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return [Block(b["name"], list(b["variables"])) for b in data["blocks"]]
+    return [
+        Block(b["name"], list(b["variables"]), b.get("params", 0), b.get("trainable_params", 0))
+        for b in data["blocks"]
+    ]
+
+
+def count_params(blocks: Sequence[Block], variables: Sequence) -> None:
+    """Fill each block's ``params``/``trainable_params`` from TF ``variables`` (by name)."""
+    sizes = {v.name: (int(np.prod(v.shape)), bool(v.trainable)) for v in variables}
+    for block in blocks:
+        known = [sizes[n] for n in block.variables if n in sizes]
+        block.params = sum(size for size, _ in known)
+        block.trainable_params = sum(size for size, trainable in known if trainable)
+
+
+def freeze_report(blocks: Sequence[Block], train_top_blocks: int) -> dict:
+    """The layer map at a depth: per block name, size and whether it trains; totals.
+
+    ``trainable_params`` counts only the backbone (the new head comes on top);
+    ``frozen_params`` is everything else, BN statistics included, as Keras counts it.
+    """
+    top_block_variables(blocks, train_top_blocks)  # validates the depth
+    first_trainable = len(blocks) - train_top_blocks
+    rows = [
+        {
+            "index": i,
+            "name": b.name,
+            "params": b.params,
+            "trainable_params": b.trainable_params if i >= first_trainable else 0,
+            "trainable": i >= first_trainable,
+        }
+        for i, b in enumerate(blocks)
+    ]
+    trainable = sum(r["trainable_params"] for r in rows)
+    return {
+        "train_top_blocks": train_top_blocks,
+        "block_count": len(blocks),
+        "trainable_params": trainable,
+        "frozen_params": sum(b.params for b in blocks) - trainable,
+        "blocks": rows,
+    }
 
 
 def top_block_variables(blocks: Sequence[Block], train_top_blocks: int) -> set[str]:

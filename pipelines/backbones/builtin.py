@@ -24,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from pipelines import settings
 from pipelines.backbones import efficientnet_lite as lite
 from pipelines.backbones.torch_legacy import load_state_dict
@@ -31,7 +33,7 @@ from pipelines.errors import UserError
 
 KINDS = ("feature_vector", "classification")
 BLOCKS_FILE = "blocks.json"
-FORMAT_VERSION = 1  # bump to rebuild cached models after a change of this module
+FORMAT_VERSION = 2  # bump to rebuild cached models after a change of this module
 
 
 def weights_file(package: str) -> Path:
@@ -92,10 +94,16 @@ def hub_module(model):
 
 def block_manifest(blocks, *, extra: tuple[str, list] | None = None) -> list[dict]:
     """``[{"name": block, "variables": [names]}]`` for ``blocks``, input to output."""
-    manifest = [{"name": b.name, "variables": [v.name for v in b.variables]} for b in blocks]
-    if extra:
-        manifest.append({"name": extra[0], "variables": [v.name for v in extra[1]]})
-    return manifest
+    named = [(b.name, b.variables) for b in blocks] + ([extra] if extra else [])
+    return [
+        {
+            "name": name,
+            "variables": [v.name for v in variables],
+            "params": sum(int(np.prod(v.shape)) for v in variables),
+            "trainable_params": sum(int(np.prod(v.shape)) for v in variables if v.trainable),
+        }
+        for name, variables in named
+    ]
 
 
 def _save(module, serving_fn, path: Path, manifest: list[dict], meta: dict) -> None:

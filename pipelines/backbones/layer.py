@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow_hub as hub
 
-from pipelines.backbones.blocks import Block, derive_blocks, read_manifest, top_block_variables
+from pipelines.backbones.blocks import (
+    Block,
+    count_params,
+    derive_blocks,
+    freeze_report,
+    read_manifest,
+    top_block_variables,
+)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class BackboneLayer(hub.KerasLayer):
         )
         manifest = read_manifest(handle) if Path(handle).is_dir() else None
         self.blocks: list[Block] = manifest or derive_blocks([v.name for v in self._refs.all])
+        count_params(self.blocks, self._refs.all)
         self.train_top_blocks = 0
         self.set_train_top_blocks(train_top_blocks)
 
@@ -75,31 +82,5 @@ class BackboneLayer(hub.KerasLayer):
         return list(self._refs.all)
 
     def freeze_report(self) -> dict:
-        """Per block: name, parameter count, trainable or not; totals for the layer map."""
-        sizes = {v.name: int(np.prod(v.shape)) for v in self._refs.all}
-        top = top_block_variables(self.blocks, self.train_top_blocks)
-        candidate_names = {v.name for v in self._refs.candidates}
-        rows = []
-        for i, block in enumerate(self.blocks):
-            params = sum(sizes.get(n, 0) for n in block.variables)
-            trainable = sum(
-                sizes.get(n, 0) for n in block.variables if n in top and n in candidate_names
-            )
-            rows.append(
-                {
-                    "index": i,
-                    "name": block.name,
-                    "params": params,
-                    "trainable_params": trainable,
-                    "trainable": i >= len(self.blocks) - self.train_top_blocks,
-                }
-            )
-        total = sum(sizes.values())
-        trainable_total = sum(r["trainable_params"] for r in rows)
-        return {
-            "train_top_blocks": self.train_top_blocks,
-            "block_count": len(self.blocks),
-            "trainable_params": trainable_total,
-            "frozen_params": total - trainable_total,
-            "blocks": rows,
-        }
+        """The layer map at the current depth (see :func:`blocks.freeze_report`)."""
+        return freeze_report(self.blocks, self.train_top_blocks)

@@ -1,0 +1,108 @@
+"""Export a trained arm: the SavedModel as it is, or ONNX through tf2onnx, checked.
+
+Each finished (or stopped) run keeps, per arm, an inference SavedModel at
+``runs/<run_id>/<arm>/savedmodel``: float RGB pixels in [0, 255], shape
+``[batch, size, size, 3]`` → ``probabilities``; the backbone's pixel scaling is inside.
+ONNX is the seminar's way to leave TensorFlow behind: the converted file is run with
+onnxruntime on validation images and compared with TensorFlow; the largest absolute
+difference of the probabilities must stay below :data:`PARITY_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import UserError
+
+FORMATS = ("savedmodel", "onnx")
+PARITY_TOLERANCE = 1e-4
+PARITY_IMAGES = 8
+ONNX_OPSET = 17
+
+
+def model_dir(store, run_id: str, arm: str) -> Path:
+    """The arm's inference SavedModel, or a UserError saying why there is none."""
+    run = store.get_run(run_id)
+    if arm not in run["config"]["arms"]:
+        raise UserError(
+            f"run {run_id} has no {arm} arm; it trained {', '.join(run['config']['arms'])}"
+        )
+    path = Path(store.artefact_dir(run_id)) / arm / "savedmodel"
+    if not (path / "saved_model.pb").is_file():
+        raise UserError(
+            f"run {run_id} has no trained {arm} model yet (status {run['status']}); "
+            "export works once a run has completed or been stopped"
+        )
+    return path
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise UserError(f"{out} already exists; choose a new path so nothing is overwritten")
+
+
+def export(store, run_id: str, arm: str, fmt: str, out: str | Path) -> dict:
+    """Write the arm's model to ``out``; return ``{"path", "format", ...}`` (ONNX: parity)."""
+    if fmt not in FORMATS:
+        raise UserError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    source = model_dir(store, run_id, arm)
+    out = Path(out)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "savedmodel":
+        shutil.copytree(source, out, dirs_exist_ok=True)
+        return {"path": str(out), "format": fmt}
+    images = _validation_images(store, run_id, arm)
+    return {"path": str(out), "format": fmt, **to_onnx(source, out, images)}
+
+
+def to_onnx(savedmodel: Path, out: Path, images: np.ndarray) -> dict:
+    """Convert ``savedmodel`` to ONNX at ``out`` (atomically) and check it on ``images``."""
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    model = tf.saved_model.load(str(savedmodel))
+    spec = model.signatures["serving_default"].structured_input_signature[1]["images"]
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tmp_file = Path(tmp) / "model.onnx"
+        tf2onnx.convert.from_function(
+            model.serve,
+            input_signature=(tf.TensorSpec(spec.shape, tf.float32, name="images"),),
+            opset=ONNX_OPSET,
+            output_path=str(tmp_file),
+        )
+        session = ort.InferenceSession(str(tmp_file), providers=["CPUExecutionProvider"])
+        onnx_probs = session.run(None, {session.get_inputs()[0].name: images})[0]
+        tf_probs = model.serve(tf.constant(images))["probabilities"].numpy()
+        diff = float(np.abs(onnx_probs - tf_probs).max())
+        if diff >= PARITY_TOLERANCE:
+            raise UserError(
+                f"the ONNX model disagrees with TensorFlow by {diff:.2e} (limit "
+                f"{PARITY_TOLERANCE:g}); not written. Export as savedmodel instead"
+            )
+        shutil.move(tmp_file, out)
+    return {"parity_max_abs_diff": diff, "parity_images": len(images), "opset": ONNX_OPSET}
+
+
+def _validation_images(store, run_id: str, arm: str) -> np.ndarray:
+    """A few of the run's validation images at its size, float [0, 255]; random if gone."""
+    from PIL import Image
+
+    size = int(store.get_run(run_id)["summary"]["image_size"])
+    result = store.result(run_id, arm) or {}
+    images = []
+    for p in (result.get("predictions") or [])[:PARITY_IMAGES]:
+        try:
+            with Image.open(p["path"]) as im:
+                images.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
+        except OSError:
+            continue
+    if not images:  # the data set moved: parity on seeded noise images still proves the file
+        rng = np.random.default_rng(0)
+        images = list(rng.integers(0, 256, (PARITY_IMAGES, size, size, 3), dtype=np.uint8))
+    return np.stack(images).astype(np.float32)

@@ -1,0 +1,296 @@
+"""Run an experiment: the Keras transfer-learning recipe, both arms in lockstep.
+
+The recipe, as in the Keras transfer-learning guide:
+
+1. **Feature extraction** (``phase1``): the backbone frozen, only the new head trains.
+2. **Fine-tuning** (``phase2``): the top ``unfreeze_blocks`` blocks train too, at the lower
+   ``phase2.lr``, with BatchNorm kept in inference mode.
+
+Both arms (``imagenet``, ``random``) see identical batches in identical order, with the
+same augmentation draws: each batch is drawn once and handed to every arm in turn, so their
+curves advance together and the only difference between them is the initialisation. With
+the backbone frozen and no augmentation, an arm trains its head on backbone features
+computed once per image; the maths is the same, because BatchNorm is in inference mode.
+
+:func:`run_experiment` is what a worker process calls; it reports through the run store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import data as data_mod
+from pipelines.arms import Arm, PhasePlan
+from pipelines.backbones import resolve
+from pipelines.config import ExperimentConfig, validate_against
+from pipelines.data.pipeline import augment_batch
+from pipelines.pixels import scale_pixels
+
+BATCH_LOG_EVERY_S = 0.5  # batch rows at most this often per arm (and at every epoch end)
+PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
+
+
+@dataclass
+class _ArmState:
+    arm: Arm
+    plans: list[PhasePlan]
+    batches_digest: hashlib._Hash = field(default_factory=hashlib.sha1)
+    history: list[dict] = field(default_factory=list)
+    last_log: float = 0.0
+    epochs_done: int = 0
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The training images' order in ``epoch``: a seeded permutation, the same for all arms."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def run_experiment(
+    run_id: str,
+    config: ExperimentConfig,
+    store,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Train ``config``'s arms, writing metrics, events, progress and results to ``store``.
+
+    Returns the summary (also stored). Checks ``should_stop()`` after every batch and, when
+    it says so, returns early with what exists (models and results included). Raises
+    :class:`UserError` for inputs that can't be trained.
+    """
+    started = time.perf_counter()
+    spec = resolve(config.backbone)
+    size = config.image_size or spec.input_size
+    artefacts = Path(store.artefact_dir(run_id))
+    store.log_event(run_id, f"loading data set {config.dataset!r} at {size}x{size}")
+    dataset = data_mod.load_dataset(
+        config.dataset,
+        image_size=size,
+        train_per_class=config.train_per_class,
+        seed=config.seed,
+        extract_dir=artefacts / "data",
+    )
+    if dataset.skipped:
+        store.log_event(run_id, f"skipped {len(dataset.skipped)} unusable file(s)")
+    for note in dataset.notes:
+        store.log_event(run_id, note)
+
+    arms: list[_ArmState] = []
+    for name in config.arms:
+        store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
+        arm = Arm(name, config, spec, size, dataset.num_classes)
+        arm.build()
+        arms.append(_ArmState(arm, arm.plans()))
+    validate_against(
+        config,
+        block_count=len(arms[0].arm.backbone.blocks),
+        train_images=len(dataset.train_images),
+    )
+    writers = {
+        s.arm.name: tf.summary.create_file_writer(str(artefacts / "tensorboard" / s.arm.name))
+        for s in arms
+    }
+
+    n = len(dataset.train_images)
+    steps = math.ceil(n / config.batch_size)
+    total_epochs = config.phase1.epochs + config.phase2.epochs
+    stopped = False
+    global_epoch = 0
+    step_times: list[float] = []
+    for phase_index, phase_name in enumerate(("feature_extraction", "fine_tuning")):
+        epochs = (config.phase1, config.phase2)[phase_index].epochs
+        if epochs == 0:
+            continue
+        for s in arms:
+            plan = next(p for p in s.plans if p.name == phase_name)
+            s.arm.start_phase(plan)
+            if plan.uses_features and "train" not in s.arm.features:
+                store.log_event(run_id, f"{s.arm.name} arm: computing backbone features once")
+                s.arm.compute_features("train", dataset.train_images)
+                s.arm.compute_features("validation", dataset.val_images)
+            trainable = sum(int(np.prod(v.shape)) for v in s.arm.model.trainable_variables)
+            store.log_event(
+                run_id,
+                f"{s.arm.name} arm: {PHASE_TITLES[phase_name]} started, "
+                f"{plan.train_top_blocks} backbone block(s) trainable, lr {plan.lr:g}, "
+                f"{trainable:,} trainable parameters",
+            )
+        for _epoch in range(epochs):
+            order = epoch_order(config.seed, global_epoch, n)
+            epoch_start = {s.arm.name: s.arm.compute_s for s in arms}
+            sums = {s.arm.name: [0.0, 0.0, 0] for s in arms}
+            for step in range(steps):
+                t0 = time.perf_counter()
+                idx = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
+                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+                y = tf.constant(dataset.train_labels[idx])
+                images = None
+                for s in arms:
+                    plan = _plan(s, phase_name)
+                    if plan.uses_features:
+                        x = tf.constant(s.arm.features["train"][idx])
+                    else:
+                        if images is None:  # drawn once, shared by every arm that needs it
+                            images = _image_batch(
+                                dataset.train_images[idx], config, s.arm, global_epoch, step
+                            )
+                        x = images
+                    s.batches_digest.update(idx.tobytes())
+                    loss, acc = s.arm.train_step(x, y)
+                    total = sums[s.arm.name]
+                    total[0] += loss * len(idx)
+                    total[1] += acc * len(idx)
+                    total[2] += len(idx)
+                    now = time.perf_counter()
+                    if now - s.last_log >= BATCH_LOG_EVERY_S or step == steps - 1:
+                        s.last_log = now
+                        store.log_batch(
+                            run_id,
+                            s.arm.name,
+                            phase_name,
+                            global_epoch,
+                            step,
+                            loss,
+                            acc,
+                            now - started,
+                            global_step=global_epoch * steps + step,
+                        )
+                step_times.append(time.perf_counter() - t0)
+                remaining = (total_epochs - global_epoch) * steps - step - 1
+                eta = remaining * float(np.mean(step_times[-20:]))
+                for s in arms:
+                    store.set_progress(
+                        run_id,
+                        s.arm.name,
+                        {
+                            "phase": phase_name,
+                            "epoch": global_epoch,
+                            "epochs_total": total_epochs,
+                            "step": step + 1,
+                            "steps_per_epoch": steps,
+                            "eta_s": round(eta, 1),
+                        },
+                    )
+                if should_stop():
+                    stopped = True
+                    break
+            if stopped:
+                break
+            for s in arms:
+                plan = _plan(s, phase_name)
+                logits = s.arm.logits(
+                    "validation", dataset.val_images, uses_features=plan.uses_features
+                )
+                val_loss, val_acc = _loss_and_accuracy(logits, dataset.val_labels)
+                total = sums[s.arm.name]
+                epoch_s = s.arm.compute_s - epoch_start[s.arm.name]
+                row = {
+                    "phase": phase_name,
+                    "epoch": global_epoch,
+                    "loss": total[0] / total[2],
+                    "accuracy": total[1] / total[2],
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                    "epoch_s": epoch_s,
+                    "images_per_s": n / epoch_s if epoch_s > 0 else None,
+                }
+                s.history.append(row)
+                s.epochs_done += 1
+                store.log_epoch(run_id, s.arm.name, **row)
+                with writers[s.arm.name].as_default(step=global_epoch):
+                    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                        tf.summary.scalar(key, row[key])
+            global_epoch += 1
+            store.heartbeat(run_id)
+        if stopped:
+            break
+
+    summary = _finish(
+        run_id, store, arms, dataset, artefacts, stopped, time.perf_counter() - started
+    )
+    for w in writers.values():
+        w.flush()
+    return summary
+
+
+def _plan(s: _ArmState, phase_name: str) -> PhasePlan:
+    return next(p for p in s.plans if p.name == phase_name)
+
+
+def _image_batch(images: np.ndarray, config: ExperimentConfig, arm: Arm, epoch: int, step: int):
+    x = tf.cast(tf.constant(images), tf.float32)
+    if config.augment:
+        x = augment_batch(x, tf.constant([config.seed * 1_000_003 + epoch, step], tf.int64))
+    return scale_pixels(x, arm.spec.scaling)
+
+
+def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    return loss, float((logits.argmax(axis=1) == labels).mean())
+
+
+def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s: float) -> dict:
+    """Per arm: confusion matrix, per-image predictions, the inference model; the summary."""
+    summary: dict = {"arms": {}, "stopped": stopped, "wall_s": round(wall_s, 2)}
+    classes = dataset.classes
+    for s in arms:
+        arm = s.arm
+        fine_tuned = (
+            any(p.name == "fine_tuning" for p in s.plans)
+            and s.history
+            and (s.history[-1]["phase"] == "fine_tuning")
+        )
+        uses_features = bool(s.plans) and s.plans[0].uses_features and not fine_tuned
+        if uses_features and "validation" not in arm.features:
+            uses_features = False
+        logits = arm.logits("validation", dataset.val_images, uses_features=uses_features)
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        predicted = probs.argmax(axis=1)
+        confusion = np.zeros((len(classes), len(classes)), int)
+        for truth, guess in zip(dataset.val_labels, predicted, strict=True):
+            confusion[truth, guess] += 1
+        store.save_result(
+            run_id,
+            arm.name,
+            {
+                "classes": classes,
+                "confusion": confusion.tolist(),
+                "predictions": [
+                    {
+                        "path": str(path),
+                        "label": int(label),
+                        "predicted": int(guess),
+                        "probabilities": [round(float(p), 5) for p in row],
+                    }
+                    for path, label, guess, row in zip(
+                        dataset.val_paths, dataset.val_labels, predicted, probs, strict=True
+                    )
+                ],
+            },
+        )
+        model_dir = artefacts / arm.name / "savedmodel"
+        arm.save_inference_model(model_dir)
+        val = [h["val_accuracy"] for h in s.history]
+        summary["arms"][arm.name] = {
+            "final_val_accuracy": val[-1] if val else None,
+            "best_val_accuracy": max(val) if val else None,
+            "epochs": s.epochs_done,
+            "wall_s": round(arm.compute_s, 2),
+            "batches_digest": s.batches_digest.hexdigest(),
+            "model": str(model_dir),
+        }
+        store.log_event(run_id, f"{arm.name} arm: saved the trained model")
+    summary["classes"] = classes
+    summary["image_size"] = dataset.image_size
+    store.set_summary(run_id, summary)
+    return summary
