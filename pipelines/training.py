@@ -44,7 +44,6 @@ class _ArmState:
     plans: list[PhasePlan]
     batches_digest: hashlib._Hash = field(default_factory=hashlib.sha1)
     history: list[dict] = field(default_factory=list)
-    last_log: float = 0.0
     epochs_done: int = 0
 
 
@@ -98,126 +97,159 @@ def run_experiment(
         for s in arms
     }
 
-    n = len(dataset.train_images)
-    steps = math.ceil(n / config.batch_size)
-    total_epochs = config.phase1.epochs + config.phase2.epochs
-    stopped = False
-    global_epoch = 0
-    step_times: list[float] = []
-    for phase_index, phase_name in enumerate(("feature_extraction", "fine_tuning")):
-        epochs = (config.phase1, config.phase2)[phase_index].epochs
-        if epochs == 0:
-            continue
-        for s in arms:
-            plan = next(p for p in s.plans if p.name == phase_name)
-            s.arm.start_phase(plan)
-            if plan.uses_features and "train" not in s.arm.features:
-                store.log_event(run_id, f"{s.arm.name} arm: computing backbone features once")
-                s.arm.compute_features("train", dataset.train_images)
-                s.arm.compute_features("validation", dataset.val_images)
-            trainable = sum(int(np.prod(v.shape)) for v in s.arm.model.trainable_variables)
-            store.log_event(
-                run_id,
-                f"{s.arm.name} arm: {PHASE_TITLES[phase_name]} started, "
-                f"{plan.train_top_blocks} backbone block(s) trainable, lr {plan.lr:g}, "
-                f"{trainable:,} trainable parameters",
-            )
-        for _epoch in range(epochs):
-            order = epoch_order(config.seed, global_epoch, n)
-            epoch_start = {s.arm.name: s.arm.compute_s for s in arms}
-            sums = {s.arm.name: [0.0, 0.0, 0] for s in arms}
-            for step in range(steps):
-                t0 = time.perf_counter()
-                idx = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-                y = tf.constant(dataset.train_labels[idx])
-                images = None
-                for s in arms:
-                    plan = _plan(s, phase_name)
-                    if plan.uses_features:
-                        x = tf.constant(s.arm.features["train"][idx])
-                    else:
-                        if images is None:  # drawn once, shared by every arm that needs it
-                            images = _image_batch(
-                                dataset.train_images[idx], config, s.arm, global_epoch, step
-                            )
-                        x = images
-                    s.batches_digest.update(idx.tobytes())
-                    loss, acc = s.arm.train_step(x, y)
-                    total = sums[s.arm.name]
-                    total[0] += loss * len(idx)
-                    total[1] += acc * len(idx)
-                    total[2] += len(idx)
-                    now = time.perf_counter()
-                    if now - s.last_log >= BATCH_LOG_EVERY_S or step == steps - 1:
-                        s.last_log = now
-                        store.log_batch(
-                            run_id,
-                            s.arm.name,
-                            phase_name,
-                            global_epoch,
-                            step,
-                            loss,
-                            acc,
-                            now - started,
-                            global_step=global_epoch * steps + step,
-                        )
-                step_times.append(time.perf_counter() - t0)
-                remaining = (total_epochs - global_epoch) * steps - step - 1
-                eta = remaining * float(np.mean(step_times[-20:]))
-                for s in arms:
-                    store.set_progress(
-                        run_id,
-                        s.arm.name,
-                        {
-                            "phase": phase_name,
-                            "epoch": global_epoch,
-                            "epochs_total": total_epochs,
-                            "step": step + 1,
-                            "steps_per_epoch": steps,
-                            "eta_s": round(eta, 1),
-                        },
-                    )
-                if should_stop():
-                    stopped = True
-                    break
-            if stopped:
-                break
-            for s in arms:
-                plan = _plan(s, phase_name)
-                logits = s.arm.logits(
-                    "validation", dataset.val_images, uses_features=plan.uses_features
-                )
-                val_loss, val_acc = _loss_and_accuracy(logits, dataset.val_labels)
-                total = sums[s.arm.name]
-                epoch_s = s.arm.compute_s - epoch_start[s.arm.name]
-                row = {
-                    "phase": phase_name,
-                    "epoch": global_epoch,
-                    "loss": total[0] / total[2],
-                    "accuracy": total[1] / total[2],
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                    "epoch_s": epoch_s,
-                    "images_per_s": n / epoch_s if epoch_s > 0 else None,
-                }
-                s.history.append(row)
-                s.epochs_done += 1
-                store.log_epoch(run_id, s.arm.name, **row)
-                with writers[s.arm.name].as_default(step=global_epoch):
-                    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-                        tf.summary.scalar(key, row[key])
-            global_epoch += 1
-            store.heartbeat(run_id)
-        if stopped:
+    loop = _Loop(run_id, config, store, dataset, arms, writers, started, should_stop)
+    for phase_name, phase in (
+        ("feature_extraction", config.phase1),
+        ("fine_tuning", config.phase2),
+    ):
+        if phase.epochs and not loop.run_phase(phase_name, phase.epochs):
             break
 
     summary = _finish(
-        run_id, store, arms, dataset, artefacts, stopped, time.perf_counter() - started
+        run_id, store, arms, dataset, artefacts, loop.stopped, time.perf_counter() - started
     )
     for w in writers.values():
         w.flush()
     return summary
+
+
+class _Loop:
+    """The epochs of one experiment: batches drawn once and fed to every arm in turn."""
+
+    def __init__(self, run_id, config, store, dataset, arms, writers, started, should_stop):
+        self.run_id, self.config, self.store, self.dataset = run_id, config, store, dataset
+        self.arms, self.writers, self.started, self.should_stop = (
+            arms,
+            writers,
+            started,
+            should_stop,
+        )
+        self.n = len(dataset.train_images)
+        self.steps = math.ceil(self.n / config.batch_size)
+        self.total_epochs = config.phase1.epochs + config.phase2.epochs
+        self.epoch = 0  # global, across phases
+        self.stopped = False
+        self.step_times: list[float] = []
+        self.last_log = 0.0
+
+    def run_phase(self, phase_name: str, epochs: int) -> bool:
+        """Train ``epochs`` epochs of ``phase_name``; False if a stop was requested."""
+        for s in self.arms:
+            self._start_phase(s, _plan(s, phase_name))
+        for _ in range(epochs):
+            if not self._train_epoch(phase_name):
+                self.stopped = True
+                return False
+            self._validate(phase_name)
+            self.epoch += 1
+            self.store.heartbeat(self.run_id)
+        return True
+
+    def _start_phase(self, s: _ArmState, plan: PhasePlan) -> None:
+        s.arm.start_phase(plan)
+        if plan.uses_features and "train" not in s.arm.features:
+            self.store.log_event(self.run_id, f"{s.arm.name} arm: computing backbone features once")
+            s.arm.compute_features("train", self.dataset.train_images)
+            s.arm.compute_features("validation", self.dataset.val_images)
+        trainable = sum(int(np.prod(v.shape)) for v in s.arm.model.trainable_variables)
+        self.store.log_event(
+            self.run_id,
+            f"{s.arm.name} arm: {PHASE_TITLES[plan.name]} started, "
+            f"{plan.train_top_blocks} backbone block(s) trainable, lr {plan.lr:g}, "
+            f"{trainable:,} trainable parameters",
+        )
+
+    def _train_epoch(self, phase_name: str) -> bool:
+        config, dataset, bs = self.config, self.dataset, self.config.batch_size
+        order = epoch_order(config.seed, self.epoch, self.n)
+        self.epoch_start = {s.arm.name: s.arm.compute_s for s in self.arms}
+        self.sums = {s.arm.name: np.zeros(3) for s in self.arms}
+        for step in range(self.steps):
+            t0 = time.perf_counter()
+            idx = order[step * bs : (step + 1) * bs]
+            y = tf.constant(dataset.train_labels[idx])
+            images = None
+            results = {}
+            for s in self.arms:
+                if _plan(s, phase_name).uses_features:
+                    x = tf.constant(s.arm.features["train"][idx])
+                else:
+                    if images is None:  # drawn once, shared by every arm that needs it
+                        images = _image_batch(
+                            dataset.train_images[idx], config, s.arm, self.epoch, step
+                        )
+                    x = images
+                s.batches_digest.update(idx.tobytes())
+                results[s.arm.name] = s.arm.train_step(x, y)
+                self.sums[s.arm.name] += (
+                    results[s.arm.name][0] * len(idx),
+                    results[s.arm.name][1] * len(idx),
+                    len(idx),
+                )
+            self.step_times.append(time.perf_counter() - t0)
+            self._report(phase_name, step, results)
+            if self.should_stop():
+                return False
+        return True
+
+    def _report(self, phase_name: str, step: int, results: dict) -> None:
+        """Batch rows and progress for all arms at the same steps, at most every 0.5 s."""
+        now = time.perf_counter()
+        if now - self.last_log < BATCH_LOG_EVERY_S and step != self.steps - 1:
+            return
+        self.last_log = now
+        remaining = (self.total_epochs - self.epoch) * self.steps - step - 1
+        eta = remaining * float(np.mean(self.step_times[-20:]))
+        for name, (loss, acc) in results.items():
+            self.store.log_batch(
+                self.run_id,
+                name,
+                phase_name,
+                self.epoch,
+                step,
+                loss,
+                acc,
+                now - self.started,
+                global_step=self.epoch * self.steps + step,
+            )
+            self.store.set_progress(
+                self.run_id,
+                name,
+                {
+                    "phase": phase_name,
+                    "epoch": self.epoch,
+                    "epochs_total": self.total_epochs,
+                    "step": step + 1,
+                    "steps_per_epoch": self.steps,
+                    "eta_s": round(eta, 1),
+                },
+            )
+
+    def _validate(self, phase_name: str) -> None:
+        for s in self.arms:
+            plan = _plan(s, phase_name)
+            logits = s.arm.logits(
+                "validation", self.dataset.val_images, uses_features=plan.uses_features
+            )
+            val_loss, val_acc = _loss_and_accuracy(logits, self.dataset.val_labels)
+            loss_sum, acc_sum, count = self.sums[s.arm.name]
+            epoch_s = s.arm.compute_s - self.epoch_start[s.arm.name]
+            row = {
+                "phase": phase_name,
+                "epoch": self.epoch,
+                "loss": loss_sum / count,
+                "accuracy": acc_sum / count,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "epoch_s": epoch_s,
+                "images_per_s": self.n / epoch_s if epoch_s > 0 else None,
+            }
+            s.history.append(row)
+            s.epochs_done += 1
+            self.store.log_epoch(self.run_id, s.arm.name, **row)
+            with self.writers[s.arm.name].as_default(step=self.epoch):
+                for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                    tf.summary.scalar(key, row[key])
 
 
 def _plan(s: _ArmState, phase_name: str) -> PhasePlan:

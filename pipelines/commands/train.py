@@ -1,0 +1,108 @@
+"""``python -m pipelines train [--config FILE] [--set key=value ...] [--json]``.
+
+Runs one experiment in the foreground. This process is the run's worker in the store, so
+killing it leaves the run ``interrupted`` (with its rows) rather than stuck in ``running``;
+Ctrl-C stops it gracefully (a second Ctrl-C at once). Progress goes to stderr; with
+``--json`` stdout gets exactly one JSON object at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from pipelines.config import ExperimentConfig
+from pipelines.errors import UserError
+
+PHASES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
+
+
+class _Reporting:
+    """The run store, plus a progress line on stderr for what the trainer reports."""
+
+    def __init__(self, store, arms: list[str]):
+        self._store, self._arms = store, arms
+        self._last = 0.0
+        self._acc: dict[str, float] = {}
+        self._tty = sys.stderr.isatty()
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def set_progress(self, run_id, arm, progress):
+        self._store.set_progress(run_id, arm, progress)
+        now = time.monotonic()
+        if arm != self._arms[-1] or now - self._last < 0.25:
+            return
+        self._last = now
+        accs = "  ".join(f"{a} val {self._acc[a]:.3f}" for a in self._arms if a in self._acc)
+        line = (
+            f"{PHASES.get(progress['phase'], progress['phase'])}: epoch "
+            f"{progress['epoch'] + 1}/{progress['epochs_total']}, step "
+            f"{progress['step']}/{progress['steps_per_epoch']}, "
+            f"ETA {progress['eta_s']:.0f}s  {accs}"
+        )
+        if self._tty:
+            print(f"\r{line:<100}", end="", file=sys.stderr, flush=True)
+
+    def log_epoch(self, run_id, arm, **row):
+        self._store.log_epoch(run_id, arm, **row)
+        self._acc[arm] = row["val_accuracy"]
+        print(
+            f"\r{arm:>8} epoch {row['epoch'] + 1} ({PHASES[row['phase']]}): loss {row['loss']:.4f} "
+            f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f} "
+            f"val_acc {row['val_accuracy']:.4f}  {row['epoch_s']:.1f}s{' ' * 10}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def log_event(self, run_id, message):
+        self._store.log_event(run_id, message)
+        print(f"\r{message}{' ' * 20}", file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    from pipelines.store import RunStore
+    from pipelines.worker import EXIT_COMPLETED, run_worker
+
+    config = ExperimentConfig.from_json_file(args.config) if args.config else ExperimentConfig()
+    config = config.with_overrides(args.set or [])
+    store = RunStore()
+    run_id = store.create_run(config)
+    print(f"run {run_id}: {config.backbone} on {config.dataset}", file=sys.stderr)
+    code = run_worker(run_id, _Reporting(store, config.arms))
+    run = store.get_run(run_id)
+    if run["status"] == "failed":
+        raise UserError(f"run {run_id} failed: {run['error']}")
+    summary = run.get("summary") or {}
+    arms = {
+        name: {
+            k: arm.get(k) for k in ("final_val_accuracy", "best_val_accuracy", "epochs", "wall_s")
+        }
+        for name, arm in summary.get("arms", {}).items()
+    }
+    if args.json:
+        print(json.dumps({"run_id": run_id, "status": run["status"], "arms": arms}))
+    else:
+        print(f"run {run_id} {run['status']}")
+        for name, arm in arms.items():
+            print(
+                f"  {name:>8}: final val acc {arm['final_val_accuracy']:.4f}, best "
+                f"{arm['best_val_accuracy']:.4f}, {arm['epochs']} epochs, {arm['wall_s']:.1f}s"
+            )
+        print(f"see it with: python -m pipelines runs show {run_id}")
+    return 0 if code == EXIT_COMPLETED else code
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="run an experiment in the foreground")
+    p.add_argument("--config", help="JSON file with config fields (see pipelines/config.py)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set phase2.unfreeze_blocks=2 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=run)
