@@ -1,15 +1,26 @@
 """One arm of an experiment: a backbone (ImageNet or random weights) plus a new head.
 
-An :class:`Arm` owns its Keras pieces and knows, per phase, which blocks train, whether
-BatchNorm learns, and whether it can train on cached backbone features instead of images.
-The training loop (:mod:`pipelines.training`) feeds every arm the same batches; this module
-only turns a batch into an update or a prediction.
+An :class:`Arm` knows, per phase, which blocks train and what it trains on:
+
+* ``features`` - backbone frozen, no augmentation: the head trains on backbone features,
+  computed once per image and kept in the on-disk feature cache;
+* ``boundary`` - fine-tuning a built-in without augmentation: the frozen bottom runs once,
+  the top blocks and the head train on its output (activations kept in memory);
+* ``images`` - everything else (augmentation, training from scratch, fine-tuning a TF Hub
+  model whose graph can't be split): the full forward pass every batch.
+
+The maths is the same in all three because BatchNorm stays in inference mode wherever the
+backbone is frozen. The backbone itself is loaded only when needed: an experiment whose
+features are all cached never loads it. The training loop (:mod:`pipelines.training`) feeds
+every arm the same batches; this module turns a batch into an update or a prediction.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -18,9 +29,11 @@ import tf_keras as keras
 from pipelines.backbones import load_layer
 from pipelines.backbones.spec import BackboneSpec
 from pipelines.config import ExperimentConfig
+from pipelines.feature_cache import FeatureCache, cache_key
 from pipelines.pixels import scale_pixels
 
 PREDICT_BATCH = 64
+BOUNDARY_MAX_BYTES = 1 << 30  # per arm; above it fine-tuning runs the full forward pass
 
 
 @dataclass
@@ -31,7 +44,7 @@ class PhasePlan:
     epochs: int
     lr: float
     train_top_blocks: int
-    uses_features: bool  # frozen backbone, no augmentation: train the head on features
+    frozen: bool  # the whole backbone frozen in this phase
 
 
 def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
@@ -40,6 +53,18 @@ def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
     if name == "rmsprop":
         return keras.optimizers.RMSprop(lr)
     return keras.optimizers.Adam(lr)
+
+
+def build_head(dim: int, num_classes: int, dropout: float, seed: int) -> keras.Model:
+    """Dropout and a dense classifier on ``dim`` features, seeded (the same for both arms)."""
+    features = keras.Input((dim,), name="features")
+    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(features)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+        name="classifier",
+    )(x)
+    return keras.Model(features, logits, name="head")
 
 
 @dataclass
@@ -51,67 +76,176 @@ class Arm:
     spec: BackboneSpec
     image_size: int
     num_classes: int
+    say: object = print  # one line for the run's event log
+    compute_s: float = 0.0  # time this arm spent computing, for its own wall time
     backbone: object = None
     head: keras.Model | None = None
-    model: keras.Model | None = None
-    compute_s: float = 0.0  # time this arm spent computing, for its own wall time
-    features: dict[str, np.ndarray] = field(default_factory=dict)
+    mode: str = "features"
+    _inputs: dict = field(default_factory=dict)  # split -> arrays the current net eats
+    _features: dict = field(default_factory=dict)
+    _net: keras.Model | None = None
     _step: object = None
-    _variables: list = field(default_factory=list)
+    trained_backbone: bool = False
+
+    @property
+    def weights(self) -> str:
+        return "imagenet" if self.name == "imagenet" else "random"
 
     @property
     def scratch(self) -> bool:
         """Random weights trained from scratch: everything trains, BN learns, from the start."""
         return self.name == "random" and self.config.random_policy == "scratch"
 
-    def build(self) -> None:
-        """Load the backbone with this arm's weights and put a fresh, seeded head on it."""
-        seed = self.config.seed
-        self.backbone = load_layer(
-            self.spec,
-            weights="imagenet" if self.name == "imagenet" else "random",
-            seed=seed,
-            bn_training=self.scratch,
-            image_size=self.image_size,
-        )
-        keras.utils.set_random_seed(seed)  # the same head for both arms
-        dim = int(
-            self.backbone(np.zeros((1, self.image_size, self.image_size, 3), np.float32)).shape[-1]
-        )
-        features = keras.Input((dim,), name="features")
-        x = keras.layers.Dropout(self.config.dropout, seed=seed, name="dropout")(features)
-        logits = keras.layers.Dense(
-            self.num_classes,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
-            name="classifier",
-        )(x)
-        self.head = keras.Model(features, logits, name=f"{self.name}_head")
-        images = keras.Input((self.image_size, self.image_size, 3), name="images")
-        self.model = keras.Model(
-            images, self.head(self.backbone(images)), name=f"{self.name}_model"
-        )
-
     def plans(self) -> list[PhasePlan]:
-        """The arm's phases; a phase with 0 epochs is left out."""
+        """The arm's phases with epochs > 0 (``train_top_blocks=-1``: every block)."""
         c = self.config
-        block_count = len(self.backbone.blocks)
+        everything = -1
         if self.scratch:
-            first = PhasePlan(
-                "feature_extraction", c.phase1.epochs, c.phase1.lr, block_count, False
-            )
-            second = PhasePlan("fine_tuning", c.phase2.epochs, c.phase2.lr, block_count, False)
+            phases = [
+                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, everything, False),
+                PhasePlan("fine_tuning", c.phase2.epochs, c.phase2.lr, everything, False),
+            ]
         else:
-            first = PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, 0, not c.augment)
-            second = PhasePlan(
-                "fine_tuning", c.phase2.epochs, c.phase2.lr, c.phase2.unfreeze_blocks, False
-            )
-        return [p for p in (first, second) if p.epochs > 0]
+            phases = [
+                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, 0, True),
+                PhasePlan(
+                    "fine_tuning", c.phase2.epochs, c.phase2.lr, c.phase2.unfreeze_blocks, False
+                ),
+            ]
+        return [p for p in phases if p.epochs > 0]
 
-    def start_phase(self, plan: PhasePlan) -> None:
-        """Set the trainable blocks and a fresh optimizer at the phase's learning rate."""
-        self.backbone.set_train_top_blocks(plan.train_top_blocks)
-        optimizer = _optimizer(self.config.optimizer, plan.lr)
-        net = self.head if plan.uses_features else self.model
+    def needs_backbone_now(self) -> bool:
+        """Whether training can't start without the backbone loaded."""
+        return self.scratch or self.config.augment or self.config.phase2.epochs > 0
+
+    def ensure_backbone(self):
+        """Load the backbone (once) with this arm's weights."""
+        if self.backbone is None:
+            start = time.perf_counter()
+            self.backbone = load_layer(
+                self.spec,
+                weights=self.weights,
+                seed=self.config.seed,
+                bn_training=self.scratch,
+                image_size=self.image_size,
+                splittable=True,
+            )
+            self.compute_s += time.perf_counter() - start
+        return self.backbone
+
+    # --- phases ---------------------------------------------------------------------------
+
+    def start_phase(self, plan: PhasePlan, dataset) -> str:
+        """Prepare inputs, the trainable set and a fresh optimizer; return a log line."""
+        if plan.frozen and not self.config.augment:
+            self.mode = "features"
+            note = self._prepare_features(dataset)
+        elif not plan.frozen and not self.config.augment and not self.scratch:
+            note = self._prepare_boundary(plan, dataset)
+        else:
+            self.mode = "images"
+            why = "augmentation is on" if self.config.augment else "every block trains"
+            note = f"full forward pass every batch ({why})"
+            if plan.frozen and self.config.augment:
+                note += "; the feature cache is bypassed because augmented images differ each epoch"
+        if self.mode != "features" or self.head is None:
+            self.ensure_backbone()
+        if self.backbone is not None:
+            n = plan.train_top_blocks
+            self.backbone.set_train_top_blocks(len(self.backbone.blocks) if n < 0 else n)
+        if self.head is None:
+            self.head = build_head(
+                self._feature_dim(), self.num_classes, self.config.dropout, self.config.seed
+            )
+        self._net = self._make_net()
+        self._compile(plan.lr)
+        self.trained_backbone = self.trained_backbone or not plan.frozen
+        return note
+
+    def _feature_dim(self) -> int:
+        if "train" in self._features:
+            return int(self._features["train"].shape[-1])
+        probe = np.zeros((1, self.image_size, self.image_size, 3), np.float32)
+        return int(self.backbone(probe).shape[-1])
+
+    def _prepare_features(self, dataset) -> str:
+        """Pooled features for both splits, from the disk cache or computed (and stored)."""
+        if "train" in self._features:
+            self._inputs = dict(self._features)
+            return "head trains on the backbone features"
+        cache = FeatureCache(
+            cache_key(
+                self.spec,
+                weights=self.weights,
+                seed=self.config.seed,
+                image_size=self.image_size,
+                graph="keras" if self.spec.builtin else "hub",
+            )
+        )
+        notes = []
+        for split, digests in (
+            ("train", dataset.train_digests),
+            ("validation", dataset.val_digests),
+        ):
+            features, missing = cache.get(digests)
+            if features is None:
+                images = dataset.train_images if split == "train" else dataset.val_images
+                computed = self.backbone_features(images[missing])
+                cache.put([digests[i] for i in missing], computed)
+                features, _ = cache.get(digests)
+            notes.append(f"{split} {len(digests) - len(missing)}/{len(digests)} cached")
+            self._features[split] = features
+        self._inputs = dict(self._features)
+        return "feature cache: " + ", ".join(notes) + "; the head trains on cached features"
+
+    def _prepare_boundary(self, plan: PhasePlan, dataset) -> str:
+        backbone = self.ensure_backbone()
+        first = len(backbone.blocks) - plan.train_top_blocks
+        if not hasattr(backbone, "split"):
+            self.mode = "images"
+            return (
+                "full forward pass every batch: this TF Hub model's graph can't be split at a "
+                "block boundary (the built-ins can)"
+            )
+        if first <= 0:
+            self.mode = "images"
+            return "full forward pass every batch (every block trains)"
+        bottom, top = backbone.split(first)
+        shape = bottom.compute_output_shape((1, self.image_size, self.image_size, 3))
+        per_image = int(np.prod(shape[1:])) * 4
+        total = per_image * (len(dataset.train_labels) + len(dataset.val_labels))
+        if total > BOUNDARY_MAX_BYTES:
+            self.mode = "images"
+            return (
+                f"full forward pass every batch: the activations below block {first} would "
+                f"need {total / 2**30:.1f} GB"
+            )
+        self.mode = "boundary"
+        start = time.perf_counter()
+        self._inputs = {
+            "train": self._run(bottom, dataset.train_images, scale=True),
+            "validation": self._run(bottom, dataset.val_images, scale=True),
+        }
+        self.compute_s += time.perf_counter() - start
+        self._top = top
+        return (
+            f"boundary cache: blocks below {backbone.blocks[first].name} ran once "
+            f"({total / 2**20:.0f} MB of activations); the top {plan.train_top_blocks} train"
+        )
+
+    def _make_net(self) -> keras.Model:
+        if self.mode == "features":
+            return self.head
+        if self.mode == "boundary":
+            acts = keras.Input(self._inputs["train"].shape[1:], name="activations")
+            return keras.Model(
+                acts, self.head(self._top(acts, training=False)), name="top_and_head"
+            )
+        images = keras.Input((self.image_size, self.image_size, 3), name="images")
+        return keras.Model(images, self.head(self.backbone(images)), name=f"{self.name}_model")
+
+    def _compile(self, lr: float) -> None:
+        net, optimizer = self._net, _optimizer(self.config.optimizer, lr)
         variables = list(net.trainable_variables)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -124,7 +258,16 @@ class Arm:
             hits = tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.float32)
             return loss, tf.reduce_mean(hits)
 
-        self._step, self._variables = step, variables
+        self._step = step
+
+    # --- batches and predictions ------------------------------------------------------------
+
+    def batch_inputs(self, idx: np.ndarray, images):
+        """This arm's input for training batch ``idx``; ``images`` (shared, scaled) is a
+        zero-argument callable so image batches are drawn only if some arm needs them."""
+        if self.mode == "images":
+            return images()
+        return tf.constant(self._inputs["train"][idx])
 
     def train_step(self, x, y) -> tuple[float, float]:
         start = time.perf_counter()
@@ -133,54 +276,50 @@ class Arm:
         self.compute_s += time.perf_counter() - start
         return loss, acc
 
-    def compute_features(self, split: str, images: np.ndarray) -> None:
-        """Run the frozen backbone once over ``images`` (uint8) and keep the features."""
+    def validation_logits(self, dataset) -> np.ndarray:
+        """Inference-mode logits over the whole validation split."""
         start = time.perf_counter()
-        out = [
-            np.asarray(
-                self.backbone(scale_pixels(images[i : i + PREDICT_BATCH], self.spec.scaling))
-            )
-            for i in range(0, len(images), PREDICT_BATCH)
-        ]
-        self.features[split] = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-        self.compute_s += time.perf_counter() - start
-
-    def logits(self, split: str, images: np.ndarray, *, uses_features: bool) -> np.ndarray:
-        """Inference-mode logits for a whole split, from cached features or from images."""
-        start = time.perf_counter()
-        if uses_features:
-            out = [np.asarray(self.head(self.features[split], training=False))]
+        if self.mode == "images":
+            out = self._run(self._net, dataset.val_images, scale=True)
         else:
-            out = [
-                np.asarray(
-                    self.model(
-                        scale_pixels(images[i : i + PREDICT_BATCH], self.spec.scaling),
-                        training=False,
-                    )
-                )
-                for i in range(0, len(images), PREDICT_BATCH)
-            ]
+            out = self._run(self._net, self._inputs["validation"], scale=False)
         self.compute_s += time.perf_counter() - start
-        return np.concatenate(out)
+        return out
 
-    def save_inference_model(self, path) -> None:
-        """A SavedModel taking float RGB pixels in [0, 255] and returning class probabilities.
+    def backbone_features(self, images: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self._run(self.ensure_backbone(), images, scale=True)
+        self.compute_s += time.perf_counter() - start
+        return out
 
-        The backbone's pixel scaling is inside, so users feed plain images; the input size
-        is fixed to the training size. Signature ``serving_default``: ``images`` →
-        ``probabilities``.
-        """
-        model, scaling, size = self.model, self.spec.scaling, self.image_size
+    def _run(self, net, arrays: np.ndarray, *, scale: bool) -> np.ndarray:
+        outs = []
+        for i in range(0, len(arrays), PREDICT_BATCH):
+            x = arrays[i : i + PREDICT_BATCH]
+            x = scale_pixels(x, self.spec.scaling) if scale else tf.constant(x)
+            outs.append(np.asarray(net(x, training=False)))
+        return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")]
-        )
-        def serve(images):
-            return {
-                "probabilities": tf.nn.softmax(model(scale_pixels(images, scaling), training=False))
-            }
+    # --- what a run keeps ---------------------------------------------------------------
 
-        module = tf.__internal__.tracking.AutoTrackable()
-        module.variables = list(model.variables)
-        module.serve = serve
-        tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    def save_weights(self, folder: Path, classes: list[str]) -> None:
+        """The trained arm as ``arm.json`` plus ``.npz`` weights (no pickle): the head, and
+        the backbone's variables when any of them trained. :mod:`pipelines.export` builds
+        the inference SavedModel from these on demand."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "head.npz", *[v.numpy() for v in self.head.variables])
+        if self.trained_backbone:
+            np.savez(folder / "backbone.npz", *[v.numpy() for v in self.backbone.module_variables])
+        meta = {
+            "backbone": self.spec.id,
+            "weights": self.weights,
+            "seed": self.config.seed,
+            "bn_training": self.scratch,
+            "image_size": self.image_size,
+            "scaling": self.spec.scaling,
+            "dropout": self.config.dropout,
+            "classes": classes,
+            "feature_dim": int(self.head.inputs[0].shape[-1]),
+            "trained_backbone": self.trained_backbone,
+        }
+        (folder / "arm.json").write_text(json.dumps(meta, indent=1))

@@ -10,6 +10,8 @@ difference of the probabilities must stay below :data:`PARITY_TOLERANCE`.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,19 +27,81 @@ ONNX_OPSET = 17
 
 
 def model_dir(store, run_id: str, arm: str) -> Path:
-    """The arm's inference SavedModel, or a UserError saying why there is none."""
+    """The arm's inference SavedModel, built from its saved weights on first request."""
     run = store.get_run(run_id)
     if arm not in run["config"]["arms"]:
         raise UserError(
             f"run {run_id} has no {arm} arm; it trained {', '.join(run['config']['arms'])}"
         )
-    path = Path(store.artefact_dir(run_id)) / arm / "savedmodel"
-    if not (path / "saved_model.pb").is_file():
+    folder = Path(store.artefact_dir(run_id)) / arm
+    if not (folder / "arm.json").is_file():
         raise UserError(
             f"run {run_id} has no trained {arm} model yet (status {run['status']}); "
             "export works once a run has completed or been stopped"
         )
-    return path
+    return build_inference_model(folder)
+
+
+def build_inference_model(folder: Path) -> Path:
+    """``folder/savedmodel`` from ``arm.json`` and the ``.npz`` weights (atomically, once).
+
+    The SavedModel takes float RGB pixels in [0, 255], ``[batch, size, size, 3]``, and
+    returns ``{"probabilities": [batch, classes]}``; the backbone's scaling is inside.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from pipelines.arms import build_head
+    from pipelines.backbones import load_layer
+    from pipelines.pixels import scale_pixels
+
+    target = folder / "savedmodel"
+    if (target / "saved_model.pb").is_file():
+        return target
+    meta = json.loads((folder / "arm.json").read_text())
+    size, scaling = meta["image_size"], meta["scaling"]
+    backbone = load_layer(
+        meta["backbone"],
+        weights=meta["weights"],
+        seed=meta["seed"],
+        bn_training=meta["bn_training"],
+        image_size=size,
+        splittable=True,
+    )
+    if (folder / "backbone.npz").is_file():
+        _assign(backbone.module_variables, folder / "backbone.npz")
+    head = build_head(meta["feature_dim"], len(meta["classes"]), meta["dropout"], meta["seed"])
+    _assign(head.variables, folder / "head.npz")
+    images = keras.Input((size, size, 3), name="images")
+    model = keras.Model(images, head(backbone(images)))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    def serve(images):
+        return {
+            "probabilities": tf.nn.softmax(model(scale_pixels(images, scaling), training=False))
+        }
+
+    module = tf.__internal__.tracking.AutoTrackable()
+    module.variables = list(model.variables)
+    module.serve = serve
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "saved_model.pb").is_file():
+                raise
+        os.makedirs(tmp, exist_ok=True)  # TemporaryDirectory cleans up a folder it expects
+    return target
+
+
+def _assign(variables, npz: Path) -> None:
+    with np.load(npz, allow_pickle=False) as data:
+        values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    if len(values) != len(variables):
+        raise UserError(f"{npz} holds {len(values)} arrays for {len(variables)} variables")
+    for v, value in zip(variables, values, strict=True):
+        v.assign(value)
 
 
 def _check_out(out: Path) -> None:

@@ -75,6 +75,7 @@ def run_experiment(
         train_per_class=config.train_per_class,
         seed=config.seed,
         extract_dir=artefacts / "data",
+        lazy=True,
     )
     if dataset.skipped:
         store.log_event(run_id, f"skipped {len(dataset.skipped)} unusable file(s)")
@@ -83,15 +84,16 @@ def run_experiment(
 
     arms: list[_ArmState] = []
     for name in config.arms:
-        store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
-        arm = Arm(name, config, spec, size, dataset.num_classes)
-        arm.build()
+        arm = Arm(name, config, spec, size, dataset.num_classes, say=lambda m: None)
+        if arm.needs_backbone_now():
+            store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
+            validate_against(
+                config,
+                block_count=len(arm.ensure_backbone().blocks),
+                train_images=len(dataset.train_labels),
+            )
         arms.append(_ArmState(arm, arm.plans()))
-    validate_against(
-        config,
-        block_count=len(arms[0].arm.backbone.blocks),
-        train_images=len(dataset.train_images),
-    )
+    validate_against(config, block_count=10**6, train_images=len(dataset.train_labels))
     writers = {
         s.arm.name: tf.summary.create_file_writer(str(artefacts / "tensorboard" / s.arm.name))
         for s in arms
@@ -146,17 +148,13 @@ class _Loop:
         return True
 
     def _start_phase(self, s: _ArmState, plan: PhasePlan) -> None:
-        s.arm.start_phase(plan)
-        if plan.uses_features and "train" not in s.arm.features:
-            self.store.log_event(self.run_id, f"{s.arm.name} arm: computing backbone features once")
-            s.arm.compute_features("train", self.dataset.train_images)
-            s.arm.compute_features("validation", self.dataset.val_images)
-        trainable = sum(int(np.prod(v.shape)) for v in s.arm.model.trainable_variables)
+        note = s.arm.start_phase(plan, self.dataset)
+        trainable = sum(int(np.prod(v.shape)) for v in s.arm._net.trainable_variables)
+        blocks = "all" if plan.train_top_blocks < 0 else str(plan.train_top_blocks)
         self.store.log_event(
             self.run_id,
-            f"{s.arm.name} arm: {PHASE_TITLES[plan.name]} started, "
-            f"{plan.train_top_blocks} backbone block(s) trainable, lr {plan.lr:g}, "
-            f"{trainable:,} trainable parameters",
+            f"{s.arm.name} arm: {PHASE_TITLES[plan.name]} started, {blocks} backbone "
+            f"block(s) trainable, lr {plan.lr:g}, {trainable:,} trainable parameters; {note}",
         )
 
     def _train_epoch(self, phase_name: str) -> bool:
@@ -168,17 +166,16 @@ class _Loop:
             t0 = time.perf_counter()
             idx = order[step * bs : (step + 1) * bs]
             y = tf.constant(dataset.train_labels[idx])
-            images = None
+            drawn = []
+
+            def images(idx=idx, step=step, drawn=drawn):  # drawn once, shared by every arm
+                if not drawn:
+                    drawn.append(_image_batch(dataset.train_images[idx], config, self.epoch, step))
+                return drawn[0]
+
             results = {}
             for s in self.arms:
-                if _plan(s, phase_name).uses_features:
-                    x = tf.constant(s.arm.features["train"][idx])
-                else:
-                    if images is None:  # drawn once, shared by every arm that needs it
-                        images = _image_batch(
-                            dataset.train_images[idx], config, s.arm, self.epoch, step
-                        )
-                    x = images
+                x = s.arm.batch_inputs(idx, images)
                 s.batches_digest.update(idx.tobytes())
                 results[s.arm.name] = s.arm.train_step(x, y)
                 self.sums[s.arm.name] += (
@@ -227,10 +224,7 @@ class _Loop:
 
     def _validate(self, phase_name: str) -> None:
         for s in self.arms:
-            plan = _plan(s, phase_name)
-            logits = s.arm.logits(
-                "validation", self.dataset.val_images, uses_features=plan.uses_features
-            )
+            logits = s.arm.validation_logits(self.dataset)
             val_loss, val_acc = _loss_and_accuracy(logits, self.dataset.val_labels)
             loss_sum, acc_sum, count = self.sums[s.arm.name]
             epoch_s = s.arm.compute_s - self.epoch_start[s.arm.name]
@@ -256,11 +250,11 @@ def _plan(s: _ArmState, phase_name: str) -> PhasePlan:
     return next(p for p in s.plans if p.name == phase_name)
 
 
-def _image_batch(images: np.ndarray, config: ExperimentConfig, arm: Arm, epoch: int, step: int):
+def _image_batch(images: np.ndarray, config: ExperimentConfig, epoch: int, step: int):
     x = tf.cast(tf.constant(images), tf.float32)
     if config.augment:
         x = augment_batch(x, tf.constant([config.seed * 1_000_003 + epoch, step], tf.int64))
-    return scale_pixels(x, arm.spec.scaling)
+    return scale_pixels(x, resolve(config.backbone).scaling)
 
 
 def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -271,20 +265,14 @@ def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, f
 
 
 def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s: float) -> dict:
-    """Per arm: confusion matrix, per-image predictions, the inference model; the summary."""
+    """Per arm: confusion matrix, per-image predictions, the trained weights; the summary."""
     summary: dict = {"arms": {}, "stopped": stopped, "wall_s": round(wall_s, 2)}
     classes = dataset.classes
     for s in arms:
         arm = s.arm
-        fine_tuned = (
-            any(p.name == "fine_tuning" for p in s.plans)
-            and s.history
-            and (s.history[-1]["phase"] == "fine_tuning")
-        )
-        uses_features = bool(s.plans) and s.plans[0].uses_features and not fine_tuned
-        if uses_features and "validation" not in arm.features:
-            uses_features = False
-        logits = arm.logits("validation", dataset.val_images, uses_features=uses_features)
+        if arm.head is None:  # stopped before its first phase began: nothing to keep
+            continue
+        logits = arm.validation_logits(dataset)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = z / z.sum(axis=1, keepdims=True)
         predicted = probs.argmax(axis=1)
@@ -310,8 +298,7 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
                 ],
             },
         )
-        model_dir = artefacts / arm.name / "savedmodel"
-        arm.save_inference_model(model_dir)
+        arm.save_weights(artefacts / arm.name, classes)
         val = [h["val_accuracy"] for h in s.history]
         summary["arms"][arm.name] = {
             "final_val_accuracy": val[-1] if val else None,
@@ -319,9 +306,9 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
             "epochs": s.epochs_done,
             "wall_s": round(arm.compute_s, 2),
             "batches_digest": s.batches_digest.hexdigest(),
-            "model": str(model_dir),
+            "mode": arm.mode,
         }
-        store.log_event(run_id, f"{arm.name} arm: saved the trained model")
+        store.log_event(run_id, f"{arm.name} arm: saved the trained weights")
     summary["classes"] = classes
     summary["image_size"] = dataset.image_size
     store.set_summary(run_id, summary)

@@ -166,3 +166,34 @@ def test_wrong_output_rank_is_refused(tmp_path):
     tf.saved_model.save(module, str(tmp_path / "map"), signatures={"serving_default": serving})
     with pytest.raises(UserError, match="not a feature vector"):
         load_layer(str(tmp_path / "map"), image_size=SIZE)
+
+
+def test_keras_backbone_matches_the_savedmodel_and_splits(lite0_handle):
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
+    for weights in ("imagenet", "random"):
+        hub_layer = load_layer("efficientnet_lite0", weights=weights, seed=5, image_size=64)
+        keras_layer = load_layer(
+            "efficientnet_lite0", weights=weights, seed=5, image_size=64, splittable=True
+        )
+        assert [b.name for b in keras_layer.blocks] == [b.name for b in hub_layer.blocks]
+        assert [v.name for v in keras_layer.module_variables] == [
+            v.name for v in hub_layer.module_variables
+        ]
+        expected = hub_layer(x).numpy()
+        assert np.abs(keras_layer(x).numpy() - expected).max() < 1e-4
+        bottom, top = keras_layer.split(16)
+        assert np.abs(top(bottom(x)).numpy() - expected).max() < 1e-4
+
+
+def test_keras_backbone_freezes_like_the_hub_layer(lite0_handle):
+    layer = load_layer("efficientnet_lite0", train_top_blocks=2, image_size=SIZE, splittable=True)
+    top = {n for b in layer.blocks[-2:] for n in b.variables}
+    assert {v.name for v in layer.trainable_weights} == {n for n in top if "moving_" not in n}
+    before = _snapshot(layer)
+    _train_step(layer)
+    changed = _changed(before, layer)
+    assert changed == {n for n in top if "moving_" not in n}
+    assert (
+        layer.freeze_report()
+        == load_layer("efficientnet_lite0", train_top_blocks=2, image_size=SIZE).freeze_report()
+    )

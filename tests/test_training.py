@@ -11,48 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from pipelines.config import ExperimentConfig
 from pipelines.jobs import JobManager
-from pipelines.store import RunStore
 from pipelines.worker import EXIT_COMPLETED, run_worker
-from tests.conftest_data import make_image_folder
-
-TINY = [
-    "image_size=32",
-    "batch_size=8",
-    "phase1.epochs=2",
-    "phase1.lr=0.01",
-    "phase2.epochs=1",
-    "phase2.unfreeze_blocks=2",
-    "phase2.lr=1e-4",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return str(
-        make_image_folder(tmp_path_factory.mktemp("data") / "shapes", train=12, validation=4)
-    )
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
-    return RunStore()
-
-
-def _config(data, *extra):
-    return ExperimentConfig().with_overrides([f"dataset={data}", *TINY, *extra])
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_data, lite0_handle, tmp_path_factory):
-    """One full two-phase run of both arms, in this process, through the worker entry."""
-    root = tmp_path_factory.mktemp("runs")
-    store = RunStore(root)
-    run_id = store.create_run(_config(tiny_data))
-    assert run_worker(run_id, store) == EXIT_COMPLETED
-    return store, run_id
+from tests.conftest_engine import tiny_config as _config
 
 
 def test_full_run_stores_consistent_metrics(finished_run):
@@ -76,12 +37,15 @@ def test_full_run_stores_consistent_metrics(finished_run):
         assert summary["best_val_accuracy"] == pytest.approx(rows["val_accuracy"].max())
         assert summary["epochs"] == 3
         artefacts = store.artefact_dir(run_id) / arm
-        assert (artefacts / "savedmodel" / "saved_model.pb").is_file()
+        assert (artefacts / "arm.json").is_file() and (artefacts / "head.npz").is_file()
+        assert (artefacts / "backbone.npz").is_file()  # fine-tuned: its variables are kept
         assert list((store.artefact_dir(run_id) / "tensorboard" / arm).glob("events.out.*"))
     batches = store.curves(run_id, kind="batch")
     assert len(batches) >= 6
     events = " ".join(e["message"] for e in store.events(run_id))
     assert "fine-tuning started, 2 backbone block(s) trainable" in events
+    assert "feature cache: train 0/24 cached" in events
+    assert "boundary cache: blocks below block_15 ran once" in events
 
 
 def test_the_imagenet_arm_learns_the_tiny_task(finished_run):
@@ -118,8 +82,8 @@ def test_scratch_policy_trains_everything_from_the_start(tiny_data, lite0_handle
     run_id = store.create_run(_config(tiny_data, "arms=random", "random_policy=scratch"))
     assert run_worker(run_id, store) == EXIT_COMPLETED
     events = " ".join(e["message"] for e in store.events(run_id))
-    assert "feature extraction started, 18 backbone block(s) trainable" in events
-    assert "computing backbone features" not in events
+    assert "feature extraction started, all backbone block(s) trainable" in events
+    assert "feature cache" not in events and "boundary cache" not in events
 
 
 def test_bad_inputs_fail_the_run_with_the_message(tiny_data, lite0_handle, store):
@@ -154,7 +118,7 @@ def test_stop_mid_run_keeps_what_exists(tiny_data, lite0_handle, store):
     run = store.get_run(run_id)
     assert run["summary"]["stopped"] is True
     assert 1 <= run["summary"]["arms"]["imagenet"]["epochs"] < 200
-    assert (store.artefact_dir(run_id) / "imagenet" / "savedmodel" / "saved_model.pb").is_file()
+    assert (store.artefact_dir(run_id) / "imagenet" / "head.npz").is_file()
 
 
 @pytest.mark.slow

@@ -91,27 +91,37 @@ def load_layer(
     bn_training: bool = False,
     seed: int = 0,
     image_size: int | None = None,
+    splittable: bool = False,
 ):
-    """Load ``backbone`` as a :class:`BackboneLayer`, checked to be an image model.
+    """Load ``backbone`` as a Keras layer with ``blocks``, checked to be an image model.
 
-    ``weights="random"`` re-initialises every variable by its role, seeded by ``seed``.
-    The layer is called once on a blank ``image_size`` image (default: the backbone's
-    input size) so a wrong model or an impossible size fails here, with a clear message.
+    By default a :class:`BackboneLayer` over the TF Hub SavedModel. ``splittable=True``
+    gives built-ins as a :class:`KerasBackbone` (same weights, can be cut at a block
+    boundary); other backbones ignore it. ``weights="random"`` re-initialises every
+    variable by its role, seeded by ``seed``. The layer is called once on a blank
+    ``image_size`` image (default: the backbone's input size) so a wrong model or an
+    impossible size fails here, with a clear message.
     """
     import numpy as np
     import tensorflow as tf
 
-    from pipelines.backbones.layer import BackboneLayer
     from pipelines.backbones.random_init import reinitialise
 
     spec = _as_spec(backbone)
     if weights not in WEIGHTS:
         raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
-    handle = feature_vector_handle(spec)
-    try:
-        layer = BackboneLayer(handle, bn_training=bn_training)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise UserError(f"could not load backbone {spec.id!r} as a SavedModel: {e}") from e
+    if splittable and spec.builtin:
+        from pipelines.backbones.keras_backbone import load_keras_backbone
+
+        layer = load_keras_backbone(spec.weights_package, bn_training=bn_training)
+    else:
+        from pipelines.backbones.layer import BackboneLayer
+
+        handle = feature_vector_handle(spec)
+        try:
+            layer = BackboneLayer(handle, bn_training=bn_training)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise UserError(f"could not load backbone {spec.id!r} as a SavedModel: {e}") from e
     try:
         layer.set_train_top_blocks(train_top_blocks)
     except ValueError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from pipelines.data import checked
 from pipelines.data import images as images_mod
 from pipelines.data.scan import ImageFile, Scan, SkippedFile, scan_folder
 from pipelines.data.sources import DEFAULT_DATASET, Source, resolve_source
@@ -40,10 +42,8 @@ class Dataset:
     """
 
     classes: list[str]
-    train_images: np.ndarray
     train_labels: np.ndarray
     train_paths: list[Path]
-    val_images: np.ndarray
     val_labels: np.ndarray
     val_paths: list[Path]
     skipped: list[SkippedFile]
@@ -52,6 +52,27 @@ class Dataset:
     image_size: int
     fingerprint: str
     notes: list[str] = field(default_factory=list)
+    train_digests: list[str] = field(default_factory=list)  # BLAKE2b of each file's bytes
+    val_digests: list[str] = field(default_factory=list)
+    _pixels: Callable[[], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def _images(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._pixels()
+
+    @property
+    def train_images(self) -> np.ndarray:
+        """``uint8`` training images; decoded on first access when the load was lazy."""
+        return self._images[0]
+
+    @property
+    def val_images(self) -> np.ndarray:
+        return self._images[1]
+
+    @property
+    def decoded(self) -> bool:
+        """True once the pixels are in memory (always, unless the load was lazy)."""
+        return "_images" in self.__dict__
 
     @property
     def num_classes(self) -> int:
@@ -86,8 +107,13 @@ def load_dataset(
     validation_fraction: float = 0.2,
     extract_dir: Path | None = None,
     data_root: Path | None = None,
+    lazy: bool = False,
 ) -> Dataset:
     """Resolve, check, decode (once per process and size) and split ``dataset``.
+
+    ``lazy``: when every file was checked before (see :mod:`.checked`), skip decoding
+    now and decode on first access to ``train_images``/``val_images``; labels, paths,
+    digests, the skipped report and the fingerprint are the same either way.
 
     ``train_per_class``: keep only that many training images per class (seeded, nested:
     10 are among the 50 of the same seed); all of a class that has fewer. Raises
@@ -100,7 +126,7 @@ def load_dataset(
         raise UserError(f"image size {image_size} is out of range: use 8 to 1024 pixels")
     if train_per_class is not None and train_per_class < 1:
         raise UserError(f"train_per_class must be at least 1 (or all), not {train_per_class}")
-    prep = _prepare(dataset, image_size, seed, validation_fraction, data_root, extract_dir)
+    prep = _prepare(dataset, image_size, seed, validation_fraction, data_root, extract_dir, lazy)
     if prep.problems:
         raise UserError("; ".join(prep.problems))
     classes = prep.scan.classes
@@ -122,23 +148,26 @@ def load_dataset(
                 f"all of them are used: {', '.join(short)}"
             )
     index = {c: i for i, c in enumerate(classes)}
-    images = prep.decoded.images
-    assert images is not None
+    val = prep.val
 
-    def part(sel: list[int]) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-        labels = np.array([index[usable[i].label] for i in sel], dtype=np.int32)
-        return images[sel], labels, [usable[i].path for i in sel]
+    def pixels() -> tuple[np.ndarray, np.ndarray]:
+        images = prep.decoded.images
+        if images is None:  # lazy: rows of the usable files' decode follow ``usable``
+            images = _decode_cached(tuple(usable), image_size).images
+        return images[train], images[val]
 
-    train_images, train_labels, train_paths = part(train)
-    val_images, val_labels, val_paths = part(prep.val)
+    def labels(sel: list[int]) -> np.ndarray:
+        return np.array([index[usable[i].label] for i in sel], dtype=np.int32)
+
     return Dataset(
         classes=list(classes),
-        train_images=train_images,
-        train_labels=train_labels,
-        train_paths=train_paths,
-        val_images=val_images,
-        val_labels=val_labels,
-        val_paths=val_paths,
+        train_labels=labels(train),
+        train_paths=[usable[i].path for i in train],
+        val_labels=labels(val),
+        val_paths=[usable[i].path for i in val],
+        train_digests=[prep.decoded.digests[i] for i in train],
+        val_digests=[prep.decoded.digests[i] for i in val],
+        _pixels=pixels,
         skipped=prep.skipped,
         source=prep.source.description,
         root=prep.scan.root,
@@ -208,6 +237,7 @@ def _prepare(
     fraction: float,
     data_root: Path | None,
     extract_dir: Path | None,
+    lazy: bool = False,
 ) -> _Prepared:
     if not 0.0 < fraction < 1.0:
         raise UserError(f"validation_fraction must be between 0 and 1, not {fraction}")
@@ -216,10 +246,13 @@ def _prepare(
     source = resolve_source(dataset, data_root=data_root, extract_dir=extract_dir)
     scan = scan_folder(source.root)
     files = tuple(scan.files)
-    if image_size is None:
-        decoded = images_mod.decode_files([f.path for f in files], None)
-    else:
-        decoded = _decode_cached(files, image_size)
+    decoded = checked.lookup(files) if lazy else None
+    if decoded is None:
+        if image_size is None:
+            decoded = images_mod.decode_files([f.path for f in files], None)
+        else:
+            decoded = _decode_cached(files, image_size)
+        checked.remember(files, decoded)
     usable = [files[i] for i in decoded.ok]
     skipped = list(source.skipped) + scan.skipped
     skipped += [SkippedFile(files[i].relpath, reason) for i, reason in decoded.failures]

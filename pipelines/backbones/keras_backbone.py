@@ -1,0 +1,68 @@
+"""``KerasBackbone``: a built-in backbone as its Keras blocks, splittable at any boundary.
+
+The built-ins are also TF Hub SavedModels (:mod:`.builtin`), but a SavedModel's graph can't
+be cut in two. The engine trains built-ins from the same weights as this chain of Keras
+blocks, so fine-tuning can compute the frozen bottom once and run only the top each epoch
+(:meth:`KerasBackbone.split`). Outputs match the SavedModel (tested < 1e-4), variable names
+and order are the same, so :func:`.random_init.reinitialise` gives the same random network.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from pipelines.backbones import efficientnet_lite as lite
+from pipelines.backbones.blocks import Block, count_params, freeze_report, top_block_variables
+
+
+class KerasBackbone(keras.layers.Layer):
+    """Same contract as :class:`.layer.BackboneLayer` (``blocks``, ``set_train_top_blocks``,
+    ``bn_training``, ``module_variables``, ``freeze_report``), plus :meth:`split`."""
+
+    def __init__(self, block_models: list[keras.Model], *, bn_training: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.block_models = block_models
+        self.chain = lite.chain(block_models, name="feature_vector")
+        self.bn_training = bn_training
+        self.blocks = [Block(b.name, [v.name for v in b.variables]) for b in block_models]
+        count_params(self.blocks, self.chain.variables)
+        self.train_top_blocks = 0
+        self.set_train_top_blocks(0)
+
+    def set_train_top_blocks(self, n: int) -> None:
+        top_block_variables(self.blocks, n)  # validates n
+        first = len(self.block_models) - n
+        self.trainable = n > 0 or self.bn_training  # propagates to every block...
+        for i, block in enumerate(self.block_models):  # ...so set each block after it
+            block.trainable = self.bn_training or i >= first
+        self.train_top_blocks = len(self.blocks) if self.bn_training else n
+
+    def call(self, inputs, training=None):
+        return self.chain(inputs, training=bool(training) and self.bn_training)
+
+    @property
+    def module_variables(self) -> list:
+        return list(self.chain.variables)
+
+    def freeze_report(self) -> dict:
+        return freeze_report(self.blocks, self.train_top_blocks)
+
+    def split(self, first_trainable: int) -> tuple[keras.Model, keras.Model]:
+        """``(bottom, top)``: blocks before ``first_trainable`` (feature maps out) and the
+        rest with pooling. They share this backbone's variables."""
+        if not 0 < first_trainable < len(self.block_models):
+            raise ValueError(f"cannot split {len(self.block_models)} blocks at {first_trainable}")
+        bottom = lite.chain(self.block_models[:first_trainable], pool=False, name="bottom")
+        top = lite.chain(self.block_models[first_trainable:], pool=True, name="top")
+        return bottom, top
+
+
+def load_keras_backbone(package: str, *, bn_training: bool = False) -> KerasBackbone:
+    """The built-in in ``package`` with its ImageNet weights, as a :class:`KerasBackbone`."""
+    from pipelines.backbones.builtin import weights_file
+    from pipelines.backbones.torch_legacy import load_state_dict
+
+    state = load_state_dict(weights_file(package))
+    blocks = lite.build_blocks(state)
+    lite.load_weights(blocks, state)
+    return KerasBackbone(blocks, bn_training=bn_training, name="backbone")
