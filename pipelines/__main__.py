@@ -16,7 +16,7 @@ import traceback
 
 from pipelines.errors import UserError
 
-COMMANDS = ["backbones", "classify", "data", "train", "runs", "export", "worker"]
+COMMANDS = ["backbones", "classify", "data", "train", "runs", "export", "bench", "worker"]
 
 
 def build_parser() -> argparse.ArgumentParser:

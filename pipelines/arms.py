@@ -85,6 +85,7 @@ class Arm:
     _features: dict = field(default_factory=dict)
     _net: keras.Model | None = None
     _step: object = None
+    _predict_fns: dict = field(default_factory=dict)
     trained_backbone: bool = False
 
     @property
@@ -148,7 +149,7 @@ class Arm:
             note = f"full forward pass every batch ({why})"
             if plan.frozen and self.config.augment:
                 note += "; the feature cache is bypassed because augmented images differ each epoch"
-        if self.mode != "features" or self.head is None:
+        if self.mode != "features":
             self.ensure_backbone()
         if self.backbone is not None:
             n = plan.train_top_blocks
@@ -293,11 +294,18 @@ class Arm:
         return out
 
     def _run(self, net, arrays: np.ndarray, *, scale: bool) -> np.ndarray:
+        """``net`` in inference mode over ``arrays`` in batches, as one traced graph (an
+        eager Keras call runs layer by layer, several times slower)."""
+        fn = self._predict_fns.get(id(net))
+        if fn is None:
+            fn = self._predict_fns[id(net)] = tf.function(
+                lambda x: net(x, training=False), reduce_retracing=True
+            )
         outs = []
         for i in range(0, len(arrays), PREDICT_BATCH):
             x = arrays[i : i + PREDICT_BATCH]
             x = scale_pixels(x, self.spec.scaling) if scale else tf.constant(x)
-            outs.append(np.asarray(net(x, training=False)))
+            outs.append(fn(x).numpy())
         return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
     # --- what a run keeps ---------------------------------------------------------------

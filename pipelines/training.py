@@ -45,6 +45,7 @@ class _ArmState:
     batches_digest: hashlib._Hash = field(default_factory=hashlib.sha1)
     history: list[dict] = field(default_factory=list)
     epochs_done: int = 0
+    prep_s: dict = field(default_factory=dict)  # one-off work before each phase's epochs
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -126,7 +127,7 @@ class _Loop:
             started,
             should_stop,
         )
-        self.n = len(dataset.train_images)
+        self.n = len(dataset.train_labels)
         self.steps = math.ceil(self.n / config.batch_size)
         self.total_epochs = config.phase1.epochs + config.phase2.epochs
         self.epoch = 0  # global, across phases
@@ -148,7 +149,9 @@ class _Loop:
         return True
 
     def _start_phase(self, s: _ArmState, plan: PhasePlan) -> None:
+        before = s.arm.compute_s
         note = s.arm.start_phase(plan, self.dataset)
+        s.prep_s[plan.name] = round(s.arm.compute_s - before, 3)
         trainable = sum(int(np.prod(v.shape)) for v in s.arm._net.trainable_variables)
         blocks = "all" if plan.train_top_blocks < 0 else str(plan.train_top_blocks)
         self.store.log_event(
@@ -307,6 +310,7 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
             "wall_s": round(arm.compute_s, 2),
             "batches_digest": s.batches_digest.hexdigest(),
             "mode": arm.mode,
+            "prep_s": s.prep_s,
         }
         store.log_event(run_id, f"{arm.name} arm: saved the trained weights")
     summary["classes"] = classes

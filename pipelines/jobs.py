@@ -1,0 +1,173 @@
+"""Start, stop and watch experiments, each in its own worker process.
+
+A worker is ``python -m pipelines worker RUN_ID`` in a new session (it outlives the process
+that started it, e.g. the dashboard server), logging to ``<runs>/<run_id>/worker.log``. Workers
+queue themselves through the store: at most ``max_running`` run at once, in order of
+creation. Everything is in the store, so any process can watch or stop any run;
+:class:`JobManager` only adds spawning and signalling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pipelines
+from pipelines.config import ExperimentConfig
+from pipelines.errors import UserError
+from pipelines.store import ACTIVE, RunStore, process_alive
+
+MAX_RUNNING_ENV = "MAX_RUNNING_EXPERIMENTS"
+DEFAULT_MAX_RUNNING = 1
+WORKER_LOG = "worker.log"
+
+
+def max_running_from_env() -> int:
+    """``MAX_RUNNING_EXPERIMENTS`` (a whole number >= 1), default 1."""
+    raw = os.environ.get(MAX_RUNNING_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RUNNING
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{MAX_RUNNING_ENV} must be a whole number of at least 1, not {raw!r}")
+    return value
+
+
+class JobManager:
+    """Spawns workers for new runs and stops them; reads everything else from ``store``."""
+
+    def __init__(self, store: RunStore | None = None, max_running: int | None = None) -> None:
+        self.store = store or RunStore()
+        self.max_running = max_running if max_running is not None else max_running_from_env()
+        if self.max_running < 1:
+            raise UserError("max_running must be at least 1")
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def start(self, config: ExperimentConfig) -> str:
+        """Queue a run of ``config``, spawn its worker and return the run id at once."""
+        config.validate()
+        self.store.reap()
+        run_id = self.store.create_run(config)
+        log_path = self.store.artefact_dir(run_id) / WORKER_LOG
+        package_parent = str(Path(pipelines.__file__).resolve().parent.parent)
+        env = {
+            **os.environ,
+            "RUNS_DIR": str(self.store.root.resolve()),
+            "MAX_RUNNING_EXPERIMENTS": str(self.max_running),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (package_parent, os.environ.get("PYTHONPATH")) if p
+            ),
+        }
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pipelines", "worker", run_id],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # survives the server; no Ctrl-C from its terminal
+                )
+        except OSError as e:
+            self.store.finish(run_id, "failed", f"could not start a worker process: {e}")
+            raise UserError(f"could not start a worker process for run {run_id}: {e}") from None
+        self._children[run_id] = proc
+        # Record the pid now, so a worker that dies before claiming the run is reaped.
+        with contextlib.suppress(UserError):  # it already claimed the run, and even finished
+            self.store.claim_worker(run_id, proc.pid)
+        return run_id
+
+    def stop(self, run_id: str, timeout: float = 10.0) -> str:
+        """Ask the run to stop after its current batch and wait up to ``timeout`` s for it.
+
+        If it is still going then, send SIGTERM (which stops a worker at once once its
+        flag is set) and wait a little more. Returns the status reached; ``running`` means
+        it did not stop (see :meth:`kill`).
+        """
+        run = self.status(run_id)
+        if run["status"] not in ACTIVE:
+            return run["status"]
+        self.store.request_stop(run_id)
+        status = self._wait_status(run_id, timeout)
+        if status in ACTIVE:
+            self._signal(run_id, signal.SIGTERM)
+            status = self._wait_status(run_id, 5.0)
+        return status
+
+    def kill(self, run_id: str) -> str:
+        """SIGKILL the run's worker and mark it ``stopped``; its rows so far are kept."""
+        run = self.status(run_id)
+        if run["status"] not in ACTIVE:
+            return run["status"]
+        self._signal(run_id, signal.SIGKILL)
+        self.store.finish(run_id, "stopped", "killed: its worker did not stop when asked")
+        return self.status(run_id)["status"]
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """The run as :meth:`RunStore.get_run` returns it (reaped if its worker died)."""
+        self._poll_children()
+        return self.store.get_run(run_id)
+
+    def attach(self, run_id: str, interval: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield the run every ``interval`` s until it has finished (the last one yielded)."""
+        while True:
+            run = self.status(run_id)
+            yield run
+            if run["status"] not in ACTIVE:
+                return
+            time.sleep(interval)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The run once finished, or as it is after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for run in self.attach(run_id, interval=0.2):
+            if deadline is not None and time.monotonic() > deadline:
+                return run
+        return run
+
+    def running(self) -> list[dict[str, Any]]:
+        self._refresh()
+        return self.store.runs_with_status("running")
+
+    def queued(self) -> list[dict[str, Any]]:
+        """Queued runs in the order they will start."""
+        self._refresh()
+        return self.store.runs_with_status("queued")
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        self._poll_children()
+        self.store.reap()
+
+    def _poll_children(self) -> None:
+        """Collect exited workers we started, so they do not linger as zombies."""
+        for run_id, proc in list(self._children.items()):
+            if proc.poll() is not None:
+                del self._children[run_id]
+
+    def _wait_status(self, run_id: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(run_id)["status"]
+            if status not in ACTIVE or time.monotonic() >= deadline:
+                return status
+            time.sleep(0.1)
+
+    def _signal(self, run_id: str, sig: int) -> None:
+        """Signal the run's worker if it is still the recorded process (not a reused pid)."""
+        run = self.store.get_run(run_id)
+        pid = run["worker_pid"]
+        if pid is not None and process_alive(pid, run["worker_started"]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)

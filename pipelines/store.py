@@ -1,0 +1,684 @@
+"""The run store: every experiment's config, status, metrics, events and results.
+
+One SQLite database in WAL mode at ``settings.runs_dir()/runs.sqlite3``, with each run's
+files (worker log, saved models) in ``settings.runs_dir()/<run_id>/``. Any process that
+opens the store sees everything: the worker writes, the dashboard and CLI read.
+
+Contracts:
+
+* Each write method commits before it returns, so a crash loses at most the row being
+  written, and other processes see a row as soon as the call returns.
+* Readers never block the writer (WAL). Each thread of each process gets its own
+  connection; a :class:`RunStore` object may be shared between threads.
+* Timestamps are Unix seconds (``float``); JSON values are stored as JSON, never pickled.
+* A run whose worker process has gone (killed, crashed machine) is marked ``interrupted`` by
+  :meth:`RunStore.reap`, which :meth:`list_runs` and :meth:`get_run` call, so a dead run is
+  never shown as ``running``. Its rows are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from pipelines import settings
+from pipelines.config import ExperimentConfig
+from pipelines.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas
+
+STORE_FILE = "runs.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+
+STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+ACTIVE = ("queued", "running")
+TERMINAL = ("completed", "failed", "stopped", "interrupted")
+
+# A queued/running run with no worker pid is only judged dead after this long without a
+# heartbeat: whoever created it may be about to start its worker.
+ORPHAN_AFTER_S = 120.0
+# psutil's create_time is derived from boot time + start ticks; allow for rounding.
+_CREATE_TIME_TOLERANCE_S = 0.5
+
+BATCH_COLUMNS = ["arm", "phase", "epoch", "step", "global_step", "loss", "accuracy", "wall_s"]
+EPOCH_COLUMNS = [
+    "arm",
+    "phase",
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_s",
+    "images_per_s",
+]
+METRIC_COLUMNS = [
+    "run_id",
+    "kind",
+    "arm",
+    "phase",
+    "epoch",
+    "step",
+    "global_step",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "wall_s",
+    "epoch_s",
+    "images_per_s",
+    "time",
+]
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    worker_pid INTEGER,
+    worker_started REAL,
+    heartbeat REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    summary TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    phase TEXT,
+    epoch INTEGER,
+    step INTEGER,
+    global_step INTEGER,
+    loss REAL,
+    accuracy REAL,
+    val_loss REAL,
+    val_accuracy REAL,
+    wall_s REAL,
+    epoch_s REAL,
+    images_per_s REAL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, kind, arm, id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS progress (
+    run_id TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    data TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (run_id, arm)
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, arm)
+);
+"""
+_TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
+
+
+class RunStore:
+    """The store under ``root`` (default ``settings.runs_dir()``), created if absent.
+
+    Raises :class:`UserError` if ``root`` is not a folder or its database file is not a
+    SQLite database (or was written by a newer version of this program).
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root if root is not None else settings.runs_dir())
+        self.path = self.root / STORE_FILE
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"runs folder {str(self.root)!r} is a file; set RUNS_DIR to a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create runs folder {str(self.root)!r}: {e}") from None
+        self._local = threading.local()
+        self._guard(self._create_schema)
+
+    # --- connections --------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (a fresh one after a fork)."""
+        local = self._local
+        if getattr(local, "conn", None) is None or local.pid != os.getpid():
+            local.conn = self._guard(self._connect)
+            local.pid = os.getpid()
+        return local.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: every statement commits by itself unless inside an explicit
+        # BEGIN, so each write call is durable when it returns.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e) or "malformed" in str(e):
+                raise UserError(
+                    f"store file {str(self.path)!r} is not a SQLite database; move it away "
+                    "or set RUNS_DIR to another folder"
+                ) from None
+            raise
+
+    def _create_schema(self) -> None:
+        conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"store file {str(self.path)!r} was written by a newer version of this program "
+                f"(schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        if version < SCHEMA_VERSION:
+            with self._tx() as c:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (waits up to the busy
+        timeout), so read-then-write sequences cannot interleave with other writers."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self._conn().execute(sql, params)
+
+    def _require(self, run_id: str) -> sqlite3.Row:
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UserError(
+                f"no run with id {run_id!r}; `python -m pipelines runs list` shows them"
+            )
+        return row
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def create_run(self, config: ExperimentConfig, status: str = "queued") -> str:
+        """Add a run with ``config`` and return its id (``YYYYMMDD-HHMMSS-xxxx``)."""
+        _check_status(status)
+        data = _dumps(config.to_dict())
+        while True:
+            now = time.time()
+            run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + "-"
+            run_id += secrets.token_hex(2)
+            try:
+                self._write(
+                    "INSERT INTO runs (run_id, created, updated, status, config)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (run_id, now, now, status, data),
+                )
+                return run_id
+            except sqlite3.IntegrityError:  # the same id within one second: draw again
+                continue
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run as a dict (see :func:`_run_dict`); ``UserError`` if there is none."""
+        self.reap(run_id)
+        run = _run_dict(self._require(run_id))
+        run["progress"] = self._progress([run_id]).get(run_id, {})
+        return run
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first, each as :meth:`get_run` returns it."""
+        self.reap()
+        rows = self._conn().execute("SELECT * FROM runs ORDER BY seq DESC").fetchall()
+        progress = self._progress(None)
+        runs = [_run_dict(r) for r in rows]
+        for run in runs:
+            run["progress"] = progress.get(run["run_id"], {})
+        return runs
+
+    def runs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        """Runs in any of ``statuses``, oldest first (queue order); no reaping."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._conn().execute(
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY seq", statuses
+        )
+        return [_run_dict(r) for r in rows]
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        """Set ``status`` (and ``error``, cleared when None) unconditionally."""
+        _check_status(status)
+        cur = self._write(
+            "UPDATE runs SET status = ?, error = ?, updated = ? WHERE run_id = ?",
+            (status, error, time.time(), run_id),
+        )
+        if cur.rowcount == 0:
+            self._require(run_id)
+
+    def finish(self, run_id: str, status: str, error: str | None = None) -> bool:
+        """Set a terminal ``status`` only if the run is still queued or running; return
+        whether it did (a run already finished, e.g. reaped, keeps its status)."""
+        if status not in TERMINAL:
+            raise ValueError(f"{status!r} is not a terminal status")
+        cur = self._write(
+            "UPDATE runs SET status = ?, error = ?, updated = ?"
+            " WHERE run_id = ? AND status IN ('queued', 'running')",
+            (status, error, time.time(), run_id),
+        )
+        return cur.rowcount == 1
+
+    def claim_worker(self, run_id: str, pid: int) -> None:
+        """Record ``pid`` (and its start time, against pid reuse) as the run's worker.
+
+        Refuses a run that has finished, or that another live process is working on.
+        """
+        started = _create_time(pid)
+        with self._tx() as c:
+            row = self._require(run_id)
+            if row["status"] not in ACTIVE:
+                raise UserError(f"run {run_id} is already {row['status']}; start a new one")
+            other = row["worker_pid"]
+            if other is not None and other != pid and process_alive(other, row["worker_started"]):
+                raise UserError(f"run {run_id} is already being run by process {other}")
+            c.execute(
+                "UPDATE runs SET worker_pid = ?, worker_started = ?, heartbeat = ?, updated = ?"
+                " WHERE run_id = ?",
+                (pid, started, time.time(), time.time(), run_id),
+            )
+
+    def claim_slot(self, run_id: str, max_running: int) -> bool:
+        """Atomically move a queued run to ``running`` if fewer than ``max_running`` runs
+        are running and no older queued run with a live worker is waiting ahead of it.
+
+        Returns True once the run is running (also if it already was); False to wait.
+        """
+        with self._tx() as c:
+            status = self._require(run_id)["status"]
+            if status == "running":
+                return True
+            if status != "queued":
+                raise UserError(f"run {run_id} is {status}; it can no longer start")
+            running = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()
+            free = max_running - running[0]
+            if free <= 0:
+                return False
+            waiting = c.execute(
+                "SELECT run_id, worker_pid, worker_started FROM runs"
+                " WHERE status = 'queued' AND worker_pid IS NOT NULL ORDER BY seq"
+            ).fetchall()
+            ahead = 0
+            for row in waiting:
+                if row["run_id"] == run_id:
+                    break
+                ahead += process_alive(row["worker_pid"], row["worker_started"])
+            if ahead >= free:
+                return False
+            now = time.time()
+            c.execute(
+                "UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE run_id = ?",
+                (now, now, run_id),
+            )
+            return True
+
+    def heartbeat(self, run_id: str) -> None:
+        self._write("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask the run's worker to stop after its current batch (it marks ``stopped``)."""
+        cur = self._write(
+            "UPDATE runs SET stop_requested = 1, updated = ? WHERE run_id = ?",
+            (time.time(), run_id),
+        )
+        if cur.rowcount == 0:
+            self._require(run_id)
+
+    def stop_requested(self, run_id: str) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT stop_requested FROM runs WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        return bool(row and row[0])
+
+    def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        self._write(
+            "UPDATE runs SET summary = ?, updated = ? WHERE run_id = ?",
+            (_dumps(summary), time.time(), run_id),
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run's rows and its artefact folder; refuses an active run."""
+        self.reap(run_id)
+        with self._tx() as c:
+            status = self._require(run_id)["status"]
+            if status in ACTIVE:
+                raise UserError(f"run {run_id} is {status}; stop it first")
+            for table in (*_TABLES_WITH_RUN_ROWS, "runs"):
+                c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        shutil.rmtree(self.artefact_dir(run_id, create=False), ignore_errors=True)
+
+    def reap(self, run_id: str | None = None) -> list[str]:
+        """Mark ``interrupted`` every queued/running run (or just ``run_id``) whose worker
+        process is gone: pid not alive, a zombie, or a different process reusing the pid.
+        A run without a worker pid is judged by its heartbeat (``ORPHAN_AFTER_S``).
+        Returns the ids it marked; their metric rows are kept."""
+        sql = "SELECT * FROM runs WHERE status IN ('queued', 'running')"
+        params: tuple = ()
+        if run_id is not None:
+            sql, params = sql + " AND run_id = ?", (run_id,)
+        reaped = []
+        now = time.time()
+        for row in self._conn().execute(sql, params).fetchall():
+            pid = row["worker_pid"]
+            if pid is None:
+                last = row["heartbeat"] or row["updated"]
+                if now - last < ORPHAN_AFTER_S:
+                    continue
+                why = "no worker process picked it up"
+            elif process_alive(pid, row["worker_started"]):
+                continue
+            else:
+                why = f"its worker process ({pid}) ended without finishing"
+            # Conditional on the same worker and an active status: a worker that finished
+            # between our read and this write keeps its own final status.
+            cur = self._write(
+                "UPDATE runs SET status = 'interrupted', error = ?, updated = ?"
+                " WHERE run_id = ? AND status IN ('queued', 'running')"
+                " AND worker_pid IS ?",
+                (f"interrupted: {why}; rows up to then are kept", now, row["run_id"], pid),
+            )
+            if cur.rowcount:
+                reaped.append(row["run_id"])
+        return reaped
+
+    def artefact_dir(self, run_id: str, create: bool = True) -> Path:
+        """``<root>/<run_id>/`` for the run's files (worker log, models), created."""
+        if not _SAFE_ID.fullmatch(run_id):
+            raise UserError(f"{run_id!r} is not a valid run id")
+        path = self.root / run_id
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- metrics, events, progress, results ---------------------------------------------
+
+    def log_batch(
+        self,
+        run_id: str,
+        arm: str,
+        phase: str,
+        epoch: int,
+        step: int,
+        loss: float,
+        accuracy: float,
+        wall_s: float,
+        global_step: int | None = None,
+    ) -> None:
+        """One ``batch`` row: the loss/accuracy of ``step`` of ``epoch``. ``phase`` is the
+        trainer's name for it (``feature_extraction``, ``fine_tuning``); ``epoch`` counts
+        across phases as the trainer does; ``wall_s`` is seconds since training began."""
+        self._write(
+            "INSERT INTO metrics (run_id, kind, arm, phase, epoch, step, global_step, loss,"
+            " accuracy, wall_s, time) VALUES (?, 'batch', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                arm,
+                phase,
+                epoch,
+                step,
+                global_step,
+                _num(loss),
+                _num(accuracy),
+                _num(wall_s),
+                time.time(),
+            ),
+        )
+
+    def log_epoch(
+        self,
+        run_id: str,
+        arm: str,
+        phase: str,
+        epoch: int,
+        loss: float,
+        accuracy: float,
+        val_loss: float | None,
+        val_accuracy: float | None,
+        epoch_s: float,
+        images_per_s: float,
+    ) -> None:
+        """One ``epoch`` row: training and validation metrics at the end of ``epoch``;
+        ``epoch_s`` its training seconds, ``images_per_s`` its training throughput."""
+        self._write(
+            "INSERT INTO metrics (run_id, kind, arm, phase, epoch, loss, accuracy, val_loss,"
+            " val_accuracy, epoch_s, images_per_s, time)"
+            " VALUES (?, 'epoch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                arm,
+                phase,
+                epoch,
+                _num(loss),
+                _num(accuracy),
+                _num(val_loss),
+                _num(val_accuracy),
+                _num(epoch_s),
+                _num(images_per_s),
+                time.time(),
+            ),
+        )
+
+    def curves(self, run_id: str, arm: str | None = None, kind: str = "epoch") -> pandas.DataFrame:
+        """Metric rows of one ``kind`` (``epoch`` or ``batch``), in the order written, as a
+        DataFrame with ``BATCH_COLUMNS``/``EPOCH_COLUMNS`` plus ``time``; one query."""
+        import pandas
+
+        columns = {"epoch": EPOCH_COLUMNS, "batch": BATCH_COLUMNS}.get(kind)
+        if columns is None:
+            raise ValueError(f"kind must be 'epoch' or 'batch', not {kind!r}")
+        self._require(run_id)
+        sql = f"SELECT {', '.join(columns)}, time FROM metrics WHERE run_id = ? AND kind = ?"
+        params: tuple = (run_id, kind)
+        if arm is not None:
+            sql, params = sql + " AND arm = ?", (*params, arm)
+        frame = pandas.read_sql_query(sql + " ORDER BY id", self._conn(), params=params)
+        return _int_columns(frame)
+
+    def best_val_accuracy(self) -> dict[str, dict[str, float]]:
+        """``{run_id: {arm: best epoch val_accuracy}}`` for every run with epoch rows."""
+        rows = self._conn().execute(
+            "SELECT run_id, arm, MAX(val_accuracy) FROM metrics WHERE kind = 'epoch'"
+            " AND val_accuracy IS NOT NULL GROUP BY run_id, arm"
+        )
+        out: dict[str, dict[str, float]] = {}
+        for run_id, arm, best in rows:
+            out.setdefault(run_id, {})[arm] = best
+        return out
+
+    def export_csv(self, run_id: str, path: str | Path) -> int:
+        """Write every metric row of the run (both kinds) to ``path``; return the count."""
+        import pandas
+
+        self._require(run_id)
+        frame = pandas.read_sql_query(
+            f"SELECT {', '.join(METRIC_COLUMNS)} FROM metrics WHERE run_id = ? ORDER BY id",
+            self._conn(),
+            params=(run_id,),
+        )
+        try:
+            _int_columns(frame).to_csv(path, index=False)
+        except OSError as e:
+            raise UserError(f"cannot write CSV file {str(path)!r}: {e.strerror or e}") from None
+        return len(frame)
+
+    def log_event(self, run_id: str, message: str) -> None:
+        """A timestamped log line shown with the run (``"phase 2 started: ..."``)."""
+        self._write(
+            "INSERT INTO events (run_id, time, message) VALUES (?, ?, ?)",
+            (run_id, time.time(), str(message)),
+        )
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """``[{"id", "time", "message"}]`` in order; ``after`` an id to fetch only newer."""
+        self._require(run_id)
+        rows = self._conn().execute(
+            "SELECT id, time, message FROM events WHERE run_id = ? AND id > ? ORDER BY id",
+            (run_id, after),
+        )
+        return [dict(r) for r in rows]
+
+    def set_progress(self, run_id: str, arm: str, progress: dict[str, Any]) -> None:
+        """Replace the arm's progress (phase, epoch, epochs_total, step, eta_s, ...)."""
+        self._write(
+            "INSERT INTO progress (run_id, arm, data, updated) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_id, arm) DO UPDATE SET data = excluded.data,"
+            " updated = excluded.updated",
+            (run_id, arm, _dumps(progress), time.time()),
+        )
+
+    def _progress(self, run_ids: list[str] | None) -> dict[str, dict[str, Any]]:
+        sql, params = "SELECT run_id, arm, data FROM progress", ()
+        if run_ids is not None:
+            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
+            params = tuple(run_ids)
+        out: dict[str, dict[str, Any]] = {}
+        for run_id, arm, data in self._conn().execute(sql, params):
+            out.setdefault(run_id, {})[arm] = json.loads(data)
+        return out
+
+    def save_result(self, run_id: str, arm: str, result: dict[str, Any]) -> None:
+        """Store (replace) the arm's final result: ``confusion`` (list of lists),
+        ``classes``, ``predictions`` ([{path, label, predicted, probabilities}]), ..."""
+        self._write(
+            "INSERT INTO results (run_id, arm, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id, arm) DO UPDATE SET data = excluded.data",
+            (run_id, arm, _dumps(result)),
+        )
+
+    def result(self, run_id: str, arm: str) -> dict[str, Any] | None:
+        self._require(run_id)
+        row = (
+            self._conn()
+            .execute("SELECT data FROM results WHERE run_id = ? AND arm = ?", (run_id, arm))
+            .fetchone()
+        )
+        return None if row is None else json.loads(row[0])
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of {', '.join(STATUSES)}")
+
+
+def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """``run_id, status, created, updated, config (dict), worker_pid, worker_started,
+    heartbeat, stop_requested (bool), error, summary (dict or None)``."""
+    run = dict(row)
+    del run["seq"]
+    run["config"] = json.loads(run["config"])
+    run["summary"] = None if run["summary"] is None else json.loads(run["summary"])
+    run["stop_requested"] = bool(run["stop_requested"])
+    return run
+
+
+def _int_columns(frame: pandas.DataFrame) -> pandas.DataFrame:
+    """Integer columns as nullable ``Int64`` (read_sql_query makes floats of them where
+    any value is NULL, so a CSV would say ``step`` 3.0)."""
+    for column in ("epoch", "step", "global_step"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as strict-JSON-ready Python: numpy -> lists/numbers, Path -> str,
+    NaN/inf -> None (so every reader, the CLI's ``--json`` included, gets valid JSON)."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_plain(value), allow_nan=False)
+
+
+def _num(value: Any) -> float | None:
+    """A float for SQLite, or None for None/NaN (SQLite has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """Is ``pid`` still the process that was recorded (same start time, not a zombie)?"""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) <= _CREATE_TIME_TOLERANCE_S
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # someone else's process holds the pid: it exists
+        return True

@@ -1,0 +1,234 @@
+"""Run one stored experiment in this process: claim it, wait for a slot, train, record how
+it ended.
+
+``python -m pipelines worker RUN_ID`` (what :class:`pipelines.jobs.JobManager` spawns) and
+the CLI's foreground ``train`` both call :func:`run_worker`. The outcome is always in the
+store: ``completed``, ``stopped`` (on request; what was trained is kept), ``failed`` (with the
+message) or, if this process is killed, ``interrupted`` once a reader reaps it.
+
+Stopping: :meth:`RunStore.request_stop` from any process, or SIGTERM/SIGINT to this one, sets
+the flag the trainer polls every batch. A second signal once the flag is set stops at once
+(the current batch is lost).
+
+The trainer's summary may say ``"stopped": true/false``; that decides between ``stopped``
+and ``completed``, else whether a stop was requested does.
+
+Test-only: ``PIPELINES_TEST_WORKLOAD=module:function`` replaces
+``pipelines.training.run_experiment`` with a function of the same signature, so the job
+mechanics can be tested without TensorFlow. Never set it outside tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pipelines.config import ExperimentConfig
+from pipelines.errors import UserError
+from pipelines.jobs import max_running_from_env
+from pipelines.store import RunStore
+
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+EXIT_STOPPED = 3
+
+TEST_WORKLOAD_ENV = "PIPELINES_TEST_WORKLOAD"
+TRACEBACK_FILE = "traceback.txt"
+SLOT_POLL_S = 0.5
+HEARTBEAT_S = 2.0
+STOP_POLL_S = 0.5  # how often should_stop() looks at the store; it is called every batch
+
+Workload = Callable[[str, ExperimentConfig, RunStore, Callable[[], bool]], "dict | None"]
+
+
+class StopFlag:
+    """``should_stop()`` for the trainer: True once a stop was requested in the store (read
+    at most every ``STOP_POLL_S``) or by a signal to this process."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self._store, self._run_id = store, run_id
+        self._event = threading.Event()
+        self._checked = 0.0
+        self.signalled = False  # set by a signal; the heartbeat thread writes it to the store
+        self.wake = threading.Event()  # wakes the heartbeat thread
+
+    def __call__(self) -> bool:
+        if self._event.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._checked >= STOP_POLL_S:
+            self._checked = now
+            if self._store.stop_requested(self._run_id):
+                self._event.set()
+        return self._event.is_set()
+
+    def set(self, from_signal: bool = False) -> None:
+        self.signalled = self.signalled or from_signal
+        self._event.set()
+        self.wake.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def run_worker(
+    run_id: str,
+    store: RunStore | None = None,
+    max_running: int | None = None,
+    echo: bool = False,
+) -> int:
+    """Run ``run_id`` here and return an exit code (``EXIT_*``).
+
+    Raises :class:`UserError` only before the run is claimed (no such run, already finished,
+    another live worker has it); after that every outcome is recorded in the store, and an
+    unexpected failure's traceback is written to ``<artefact dir>/traceback.txt``. With
+    ``echo``, the worker's own events, refusals and tracebacks also go to stderr (the
+    spawned worker's log); without it, this function prints nothing.
+    """
+    store = store or RunStore()
+    limit = max_running or max_running_from_env()
+    run = store.get_run(run_id)
+    store.claim_worker(run_id, os.getpid())
+    flag, done = StopFlag(store, run_id), threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(store, run_id, flag, done), daemon=True)
+    beat.start()
+    try:
+        with _stop_on_signals(flag):
+            return _run(store, run_id, run["config"], limit, flag, echo)
+    finally:
+        done.set()
+        flag.wake.set()
+        beat.join(timeout=5)
+
+
+def _run(
+    store: RunStore, run_id: str, config_dict: dict, limit: int, flag: StopFlag, echo: bool
+) -> int:
+    say = _reporter(store, run_id, echo)
+    try:
+        config = ExperimentConfig.from_dict(config_dict)
+        if not _wait_for_slot(store, run_id, limit, flag, say):
+            store.finish(run_id, "stopped")
+            say("stopped while queued")
+            return EXIT_STOPPED
+        say(f"started in worker process {os.getpid()}")
+        summary = _workload()(run_id, config, store, flag)
+    except KeyboardInterrupt:
+        store.finish(run_id, "stopped", "stopped at once by a second stop signal")
+        say("stopped at once; the batch in progress was lost")
+        return EXIT_STOPPED
+    except UserError as e:
+        if echo:
+            print(f"error: {e}", file=sys.stderr)
+        store.finish(run_id, "failed", str(e))
+        return EXIT_REFUSED
+    except Exception as e:  # noqa: BLE001 - any failure is recorded with its traceback
+        text = traceback.format_exc()
+        (store.artefact_dir(run_id) / TRACEBACK_FILE).write_text(text)
+        if echo:
+            print(text, file=sys.stderr, end="")
+        store.finish(run_id, "failed", f"{type(e).__name__}: {e}")
+        return EXIT_FAILED
+    if summary is not None:
+        store.set_summary(run_id, summary)
+    # The trainer knows best whether it cut training short (a stop may arrive after the
+    # last batch); without its word, the flag decides.
+    said = summary.get("stopped") if isinstance(summary, dict) else None
+    stopped = said if isinstance(said, bool) else flag()
+    if stopped:
+        store.finish(run_id, "stopped")
+        say("stopped on request; what was trained so far is kept")
+        return EXIT_STOPPED
+    store.finish(run_id, "completed")
+    say("completed")
+    return EXIT_COMPLETED
+
+
+def _wait_for_slot(
+    store: RunStore, run_id: str, limit: int, flag: StopFlag, say: Callable[[str], None]
+) -> bool:
+    """Poll until the run holds a running slot (True) or a stop is requested (False)."""
+    announced = False
+    while not flag():
+        store.reap()  # a killed run must not hold its slot forever
+        if store.claim_slot(run_id, limit):
+            return True
+        if not announced:
+            say(f"queued: waiting for a free slot (at most {limit} running at once)")
+            announced = True
+        time.sleep(SLOT_POLL_S)
+    return False
+
+
+def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Event) -> None:
+    """Beat every ``HEARTBEAT_S`` until ``done``. Also carries stop requests both ways: a
+    signal's request into the store (a signal handler must not use the main thread's
+    connection), and the store's request into ``flag`` even while the trainer is busy."""
+    written = False
+    try:
+        while True:
+            flag.wake.wait(HEARTBEAT_S)
+            flag.wake.clear()
+            if flag.signalled and not written:
+                store.request_stop(run_id)
+                written = True
+            if done.is_set():
+                return
+            store.heartbeat(run_id)
+            if not flag.is_set() and store.stop_requested(run_id):
+                flag.set()
+    except Exception:  # noqa: BLE001 - a failed beat must not kill the worker
+        traceback.print_exc()
+    finally:
+        store.close()
+
+
+@contextmanager
+def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
+    """SIGTERM/SIGINT set the stop flag; one arriving once it is set stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.is_set():
+            raise KeyboardInterrupt
+        flag.set(from_signal=True)
+        # os.write: print() may not be re-entered from a signal handler.
+        os.write(2, b"stopping after the current batch (signal again to stop at once)\n")
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _reporter(store: RunStore, run_id: str, echo: bool) -> Callable[[str], None]:
+    def say(message: str) -> None:
+        store.log_event(run_id, message)
+        if echo:
+            print(f"{time.strftime('%H:%M:%S')} run {run_id}: {message}", file=sys.stderr)
+
+    return say
+
+
+def _workload() -> Workload:
+    spec = os.environ.get(TEST_WORKLOAD_ENV, "").strip()
+    if spec:
+        module, _, name = spec.partition(":")
+        return getattr(importlib.import_module(module), name)
+    from pipelines.training import run_experiment
+
+    return run_experiment

@@ -1,0 +1,365 @@
+"""The run store: schema, round trips, concurrency between processes, reaping, deletion."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas
+import pytest
+
+from pipelines import store as store_module
+from pipelines.config import ExperimentConfig
+from pipelines.errors import UserError
+from pipelines.store import EPOCH_COLUMNS, RunStore
+from tests.conftest_store import fill_run, tiny_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# --- schema and files ---------------------------------------------------------------------
+
+
+def test_schema_is_wal_sqlite_in_runs_dir(store: RunStore, runs_dir: Path) -> None:
+    assert store.path == runs_dir / "runs.sqlite3" and store.path.is_file()
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "metrics", "events", "progress", "results"} <= tables
+    assert RunStore().list_runs() == []  # opening an existing store again is fine
+
+
+def test_non_sqlite_store_file_is_a_clear_user_error(runs_dir: Path) -> None:
+    runs_dir.mkdir()
+    (runs_dir / "runs.sqlite3").write_text("these are my notes, not a database\n" * 200)
+    with pytest.raises(UserError, match=r"is not a SQLite database; move it away"):
+        RunStore()
+
+
+def test_runs_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "runs").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        RunStore(tmp_path / "runs")
+
+
+def test_store_from_a_newer_version_is_refused(store: RunStore) -> None:
+    sqlite3.connect(store.path, isolation_level=None).execute("PRAGMA user_version = 99")
+    with pytest.raises(UserError, match="newer version"):
+        RunStore(store.root)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def test_create_get_list(store: RunStore) -> None:
+    config = tiny_config(backbone="mobilenet_v2", arms="imagenet")
+    first = store.create_run(ExperimentConfig())
+    second = store.create_run(config)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", second)
+    run = store.get_run(second)
+    assert run["status"] == "queued" and run["error"] is None and run["summary"] is None
+    assert ExperimentConfig.from_dict(run["config"]) == config
+    assert run["stop_requested"] is False and run["progress"] == {}
+    assert run["created"] <= run["updated"] <= time.time()
+    assert [r["run_id"] for r in store.list_runs()] == [second, first]  # newest first
+
+
+def test_unknown_run_id_is_a_user_error(store: RunStore) -> None:
+    for call in (
+        lambda: store.get_run("nope"),
+        lambda: store.set_status("nope", "failed"),
+        lambda: store.request_stop("nope"),
+        lambda: store.curves("nope"),
+        lambda: store.events("nope"),
+        lambda: store.delete_run("nope"),
+        lambda: store.export_csv("nope", "x.csv"),
+    ):
+        with pytest.raises(UserError, match="no run with id 'nope'"):
+            call()
+    with pytest.raises(UserError, match="not a valid run id"):
+        store.artefact_dir("../escape")
+
+
+def test_status_transitions(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.claim_worker(run_id, os.getpid())
+    assert store.claim_slot(run_id, max_running=1)
+    assert store.get_run(run_id)["status"] == "running"
+    assert store.finish(run_id, "completed")
+    assert not store.finish(run_id, "failed", "too late")  # a finished run keeps its status
+    assert store.get_run(run_id)["status"] == "completed"
+    with pytest.raises(UserError, match="already completed"):
+        store.claim_worker(run_id, os.getpid())
+    store.set_status(run_id, "failed", "ValueError: x")
+    assert store.get_run(run_id)["error"] == "ValueError: x"
+    with pytest.raises(ValueError, match="unknown run status"):
+        store.set_status(run_id, "exploded")
+
+
+def test_claim_worker_refuses_a_run_another_live_process_has(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.claim_worker(run_id, os.getppid())
+    with pytest.raises(UserError, match="already being run by process"):
+        store.claim_worker(run_id, os.getpid())
+
+
+def test_stop_flag_summary_progress_events_results(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    assert not store.stop_requested(run_id)
+    store.request_stop(run_id)
+    assert store.stop_requested(run_id) and store.get_run(run_id)["stop_requested"]
+    store.set_summary(run_id, {"imagenet": {"best_val_accuracy": np.float32(0.5)}, "x": np.nan})
+    assert store.get_run(run_id)["summary"] == {
+        "imagenet": {"best_val_accuracy": 0.5},
+        "x": None,  # strict JSON: NaN is stored as null
+    }
+    store.set_progress(run_id, "imagenet", {"phase": 1, "epoch": 1, "eta_s": 12.5})
+    store.set_progress(run_id, "imagenet", {"phase": 2, "epoch": 1, "eta_s": 3.0})
+    store.set_progress(run_id, "random", {"phase": 1, "epoch": 2})
+    assert store.get_run(run_id)["progress"] == {
+        "imagenet": {"phase": 2, "epoch": 1, "eta_s": 3.0},
+        "random": {"phase": 1, "epoch": 2},
+    }
+    store.log_event(run_id, "phase 2 started: top 2 blocks unfrozen")
+    store.log_event(run_id, "feature cache: hit")
+    events = store.events(run_id)
+    assert [e["message"] for e in events] == [
+        "phase 2 started: top 2 blocks unfrozen",
+        "feature cache: hit",
+    ]
+    assert [e["message"] for e in store.events(run_id, after=events[0]["id"])] == [
+        "feature cache: hit"
+    ]
+    predictions = [{"path": "a/1.png", "label": 0, "predicted": 1, "probabilities": [0.4, 0.6]}]
+    result = {
+        "confusion": np.array([[3, 1], [0, 4]]),
+        "classes": ["a", "b"],
+        "predictions": predictions,
+    }
+    store.save_result(run_id, "imagenet", result)
+    assert store.result(run_id, "imagenet") == {**result, "confusion": [[3, 1], [0, 4]]}
+    assert store.result(run_id, "random") is None
+
+
+def test_curves_per_arm_and_kind(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    fill_run(store, run_id, epochs=2)
+    store.log_epoch(run_id, "random", "fine_tuning", 3, float("nan"), 0.5, None, None, 1.0, 10.0)
+    epochs = store.curves(run_id)
+    assert isinstance(epochs, pandas.DataFrame)
+    assert list(epochs.columns) == [*EPOCH_COLUMNS, "time"]
+    assert len(epochs) == 5
+    imagenet = store.curves(run_id, arm="imagenet")
+    assert imagenet["epoch"].tolist() == [1, 2]
+    assert imagenet["val_accuracy"].tolist() == pytest.approx([0.7, 0.8])
+    last = store.curves(run_id, arm="random").iloc[-1]
+    assert pandas.isna(last["loss"]) and pandas.isna(last["val_accuracy"])  # NaN -> NULL
+    batches = store.curves(run_id, arm="random", kind="batch")
+    assert len(batches) == 6 and {"step", "global_step", "wall_s"} <= set(batches.columns)
+    assert store.best_val_accuracy()[run_id] == pytest.approx({"imagenet": 0.8, "random": 0.52})
+    with pytest.raises(ValueError, match="kind"):
+        store.curves(run_id, kind="weird")
+
+
+def test_export_csv_holds_every_metric_row(store: RunStore, tmp_path: Path) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    fill_run(store, run_id, epochs=2)
+    assert store.export_csv(run_id, tmp_path / "m.csv") == 16
+    frame = pandas.read_csv(tmp_path / "m.csv")
+    assert len(frame) == 16
+    assert sorted(frame["kind"].unique()) == ["batch", "epoch"]
+    assert {"arm", "phase", "epoch", "step", "loss", "val_accuracy", "time"} <= set(frame.columns)
+    with open(tmp_path / "m.csv") as f:
+        second = list(csv.DictReader(f))[1]
+    assert (second["kind"], second["epoch"], second["step"]) == ("batch", "1", "1")  # not 1.0
+    with pytest.raises(UserError, match="cannot write CSV"):
+        store.export_csv(run_id, tmp_path / "missing" / "m.csv")
+
+
+def test_delete_removes_rows_and_files_but_refuses_an_active_run(store: RunStore) -> None:
+    keep, gone = store.create_run(ExperimentConfig()), store.create_run(ExperimentConfig())
+    fill_run(store, keep)
+    fill_run(store, gone)
+    (store.artefact_dir(gone) / "worker.log").write_text("log")
+    store.claim_worker(gone, os.getpid())
+    store.set_status(gone, "running")
+    with pytest.raises(UserError, match="is running; stop it first"):
+        store.delete_run(gone)
+    store.finish(gone, "stopped")
+    store.delete_run(gone)
+    assert not (store.root / gone).exists()
+    with pytest.raises(UserError, match="no run with id"):
+        store.get_run(gone)
+    conn = sqlite3.connect(store.path)
+    for table in ("metrics", "events", "progress", "results"):
+        ids = {r[0] for r in conn.execute(f"SELECT run_id FROM {table}")}
+        assert gone not in ids
+    assert len(store.curves(keep, kind="batch")) == 12
+
+
+# --- reaping ------------------------------------------------------------------------------
+
+
+def test_reap_marks_dead_or_reused_pids_interrupted_and_keeps_rows(store: RunStore) -> None:
+    dead, reused, alive = (store.create_run(ExperimentConfig()) for _ in range(3))
+    for run_id in (dead, reused, alive):
+        fill_run(store, run_id, epochs=1)
+        store.set_status(run_id, "running")
+    store.claim_worker(alive, os.getpid())
+    store._write(
+        "UPDATE runs SET worker_pid = ?, worker_started = 1.0 WHERE run_id = ?", (_dead_pid(), dead)
+    )
+    # Our own pid, but recorded with another start time: a different process reusing it.
+    store._write(
+        "UPDATE runs SET worker_pid = ?, worker_started = 1.0 WHERE run_id = ?",
+        (os.getpid(), reused),
+    )
+    assert sorted(store.reap()) == sorted([dead, reused])
+    for run_id in (dead, reused):
+        run = store.get_run(run_id)
+        assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+        assert len(store.curves(run_id, kind="batch")) == 6
+    assert store.get_run(alive)["status"] == "running"
+    assert store.reap() == []
+
+
+def test_reap_waits_before_judging_a_run_without_worker(store, monkeypatch) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    assert store.reap() == []  # just created: its worker may be starting
+    monkeypatch.setattr(store_module, "ORPHAN_AFTER_S", 0.0)
+    assert store.reap() == [run_id]
+    assert "no worker process" in store.get_run(run_id)["error"]
+
+
+def test_get_and_list_reap_so_a_dead_run_never_shows_running(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.claim_worker(run_id, os.getpid())
+    store.set_status(run_id, "running")
+    store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (_dead_pid(), run_id))
+    assert store.list_runs()[0]["status"] == "interrupted"
+
+
+# --- queue slots --------------------------------------------------------------------------
+
+
+def test_claim_slot_is_fifo_and_bounded(store: RunStore) -> None:
+    first, second = store.create_run(ExperimentConfig()), store.create_run(ExperimentConfig())
+    for run_id in (first, second):
+        store.claim_worker(run_id, os.getpid())
+    assert not store.claim_slot(second, max_running=1)  # first is waiting ahead of it
+    assert store.claim_slot(first, max_running=1)
+    assert not store.claim_slot(second, max_running=1)  # the slot is taken
+    store.finish(first, "completed")
+    assert store.claim_slot(second, max_running=1)
+
+
+def test_concurrent_slot_claims_never_exceed_the_limit(store: RunStore) -> None:
+    """Eight claimants with their own connections race for two slots."""
+    ids = [store.create_run(ExperimentConfig()) for _ in range(8)]
+    for run_id in ids:
+        store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (os.getpid(), run_id))
+    barrier, won = threading.Barrier(len(ids)), []
+
+    def claim(run_id: str) -> None:
+        barrier.wait()
+        for _ in range(20):
+            if store.claim_slot(run_id, max_running=2):
+                won.append(run_id)
+                return
+        store.close()
+
+    threads = [threading.Thread(target=claim, args=(r,)) for r in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == sorted(ids[:2])  # exactly two, the oldest two
+    assert len(store.runs_with_status("running")) == 2
+
+
+# --- concurrency between processes --------------------------------------------------------
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from pipelines.store import RunStore
+store = RunStore(Path(sys.argv[1]))
+run_id, rows = sys.argv[2], int(sys.argv[3])
+for i in range(rows):
+    store.log_batch(run_id, sys.argv[4], "feature_extraction", 0, i, 0.5, 0.5, 0.0)
+print("written", flush=True)
+time.sleep(float(sys.argv[5]))
+"""
+
+
+def _writer(store: RunStore, run_id: str, rows: int, arm: str, linger: float):
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_WRITER), str(store.root), run_id, str(rows), arm]
+        + [str(linger)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
+def test_rows_written_by_another_process_are_visible_within_a_second(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    writer = _writer(store, run_id, 3, "imagenet", linger=30)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        seen_at = time.monotonic()
+        # The writer still has its connection open; we read with ours.
+        while len(store.curves(run_id, kind="batch")) < 3:
+            assert time.monotonic() - seen_at < 1.0
+            time.sleep(0.02)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_two_processes_writing_at_once_lose_no_rows(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    writers = [_writer(store, run_id, 300, arm, linger=0) for arm in ("imagenet", "random")]
+    for w in writers:
+        assert w.wait(timeout=60) == 0
+    counts = store.curves(run_id, kind="batch").groupby("arm").size().to_dict()
+    assert counts == {"imagenet": 300, "random": 300}
+
+
+def test_an_open_reader_does_not_block_the_writer(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.log_event(run_id, "before")
+    reader = sqlite3.connect(store.path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1  # snapshot taken
+    start = time.monotonic()
+    for i in range(20):
+        store.log_batch(run_id, "imagenet", "feature_extraction", 0, i, 0.5, 0.5, 0.0)
+    store.log_event(run_id, "after")
+    assert time.monotonic() - start < 1.0
+    assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1  # still its snapshot
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
+
+
+def test_store_is_json_not_pickle(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.save_result(run_id, "imagenet", {"classes": ["a"]})
+    raw = sqlite3.connect(store.path).execute("SELECT data FROM results").fetchone()[0]
+    assert json.loads(raw) == {"classes": ["a"]}
