@@ -86,7 +86,8 @@ class FeatureCache:
             for chunk in sorted(self.dir.glob("*.npz")):
                 try:
                     with np.load(chunk, allow_pickle=False) as data:
-                        self._rows.update(zip(data["digests"].tolist(), data["features"], strict=True))
+                        pairs = zip(data["digests"].tolist(), data["features"], strict=True)
+                        self._rows.update(pairs)
                 except (OSError, ValueError, KeyError):
                     continue  # an unreadable chunk is a miss, never an error
         return self._rows
@@ -106,12 +107,16 @@ class FeatureCache:
         if not digests:
             return
         rows = self._load()
+        name = hashlib.sha1("".join(digests).encode()).hexdigest()
+        tmp = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=self.dir)
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, digests=np.array(digests), features=features.astype(np.float32))
-            os.replace(tmp, self.dir / f"{hashlib.sha1(''.join(digests).encode()).hexdigest()}.npz")
+            os.replace(tmp, self.dir / f"{name}.npz")
         except OSError:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
             return
         rows.update(zip(digests, features, strict=True))

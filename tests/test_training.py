@@ -132,3 +132,24 @@ def test_sigkilled_worker_leaves_an_interrupted_run_with_its_rows(tiny_data, lit
         time.sleep(0.2)
     assert store.get_run(run_id)["status"] == "interrupted"
     assert len(store.curves(run_id, kind="epoch")) >= 2
+
+
+def test_boundary_cache_gives_the_same_training_as_the_full_pass(
+    tiny_data, lite0_handle, store, monkeypatch
+):
+    """Fine-tuning on cached bottom activations is the same maths as the full forward pass."""
+    import pipelines.arms
+
+    extra = ("dropout=0", "arms=imagenet", "phase2.epochs=2", "phase2.lr=1e-3", "seed=3")
+    fast = store.create_run(_config(tiny_data, *extra))
+    assert run_worker(fast, store) == EXIT_COMPLETED
+    monkeypatch.setattr(pipelines.arms, "BOUNDARY_MAX_BYTES", 0)  # force the full pass
+    full = store.create_run(_config(tiny_data, *extra))
+    assert run_worker(full, store) == EXIT_COMPLETED
+    assert "boundary cache" in " ".join(e["message"] for e in store.events(fast))
+    assert "would need" in " ".join(e["message"] for e in store.events(full))
+    a, b = (store.curves(r, kind="epoch") for r in (fast, full))
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    np.testing.assert_allclose(
+        a[cols].to_numpy(float), b[cols].to_numpy(float), rtol=1e-3, atol=1e-4
+    )

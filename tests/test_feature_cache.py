@@ -1,0 +1,76 @@
+"""The on-disk feature cache: keyed by everything that decides a feature, safe to share."""
+
+import numpy as np
+
+from pipelines.backbones import resolve
+from pipelines.feature_cache import FeatureCache, cache_key
+
+
+def test_round_trip_partial_hits_and_a_new_process(tmp_path):
+    cache = FeatureCache("k", root=tmp_path)
+    assert cache.get(["a", "b"]) == (None, [0, 1])
+    cache.put(["a", "b"], np.array([[1, 2], [3, 4]], np.float32))
+    features, missing = cache.get(["b", "a"])
+    np.testing.assert_array_equal(features, [[3, 4], [1, 2]])
+    assert missing == []
+    assert cache.get(["a", "c"])[1] == [1]
+    cache.put(["c"], np.array([[5, 6]], np.float32))
+    again = FeatureCache("k", root=tmp_path)  # what another process would see
+    np.testing.assert_array_equal(again.get(["c", "a"])[0], [[5, 6], [1, 2]])
+    assert not list((tmp_path).rglob("*.tmp"))
+
+
+def test_a_corrupt_chunk_is_a_miss_not_an_error(tmp_path):
+    cache = FeatureCache("k", root=tmp_path)
+    cache.put(["a"], np.ones((1, 3), np.float32))
+    for chunk in cache.dir.glob("*.npz"):
+        chunk.write_bytes(b"garbage")
+    assert FeatureCache("k", root=tmp_path).get(["a"]) == (None, [0])
+
+
+def test_key_depends_on_what_decides_the_features():
+    spec = resolve("efficientnet_lite0")
+    base = dict(weights="imagenet", seed=0, image_size=224, graph="keras")
+    key = cache_key(spec, **base)
+    assert key == cache_key(spec, **base)
+    assert key == cache_key(spec, **{**base, "seed": 5})  # ImageNet weights ignore the seed
+    assert key != cache_key(spec, **{**base, "image_size": 160})
+    assert key != cache_key(spec, **{**base, "weights": "random"})
+    random = cache_key(spec, **{**base, "weights": "random"})
+    assert random != cache_key(spec, **{**base, "weights": "random", "seed": 1})
+    assert key != cache_key(resolve("efficientnet_lite1"), **base)
+
+
+def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_handle, store):
+    from pipelines.data import clear_cache
+    from pipelines.worker import EXIT_COMPLETED, run_worker
+    from tests.conftest_engine import tiny_config
+
+    config = tiny_config(tiny_data, "phase2.epochs=0", "seed=11")
+    first = store.create_run(config)
+    assert run_worker(first, store) == EXIT_COMPLETED
+    clear_cache()  # as in a new process: nothing decoded in memory
+    second = store.create_run(
+        tiny_config(tiny_data, "phase2.epochs=0", "seed=11", "train_per_class=6")
+    )
+    assert run_worker(second, store) == EXIT_COMPLETED
+    events = " ".join(e["message"] for e in store.events(second))
+    assert "feature cache: train 12/12 cached, validation 8/8 cached" in events
+    assert "loading backbone" not in events  # never needed
+    from pipelines.data import dataset as dataset_mod
+
+    assert dataset_mod._decode_cached.cache_info().currsize == 0  # nothing was decoded
+    first_acc = store.get_run(first)["summary"]["arms"]["imagenet"]
+    assert first_acc["epochs"] == 2
+
+
+def test_augmentation_bypasses_the_cache_and_says_why(tiny_data, lite0_handle, store):
+    from pipelines.worker import EXIT_COMPLETED, run_worker
+    from tests.conftest_engine import tiny_config
+
+    run_id = store.create_run(
+        tiny_config(tiny_data, "phase2.epochs=0", "augment=true", "arms=imagenet")
+    )
+    assert run_worker(run_id, store) == EXIT_COMPLETED
+    events = " ".join(e["message"] for e in store.events(run_id))
+    assert "the feature cache is bypassed because augmented images differ each epoch" in events
