@@ -3,7 +3,10 @@
 =====================  ==========================================  =============================
 variable               what                                        default
 =====================  ==========================================  =============================
-``DATASETS_DIR``       folder holding ``horses-or-humans/`` etc.   none (then TFDS, then error)
+``DATASETS_DIR``       folder holding ``horses-or-humans/`` etc.   ``settings.toml``'s
+                                                                   ``datasets_dir`` if it
+                                                                   exists (else TFDS, then
+                                                                   an error)
 ``BACKBONE_CACHE_DIR`` built-in backbones materialised as          ``<user cache>/backbones``
                        SavedModels
 ``FEATURE_CACHE_DIR``  cached backbone features                    ``<user cache>/features``
@@ -11,16 +14,28 @@ variable               what                                        default
 =====================  ==========================================  =============================
 
 Values are read on every call, so tests and the dashboard can change them at run time.
+``settings.toml`` in the repository root holds the project's defaults for a fresh clone.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import platformdirs
 
 APP_NAME = "tl-dashboard"
+SETTINGS_FILE = Path(__file__).resolve().parents[1] / "settings.toml"
+
+
+def _file_setting(name: str) -> Path | None:
+    """A path from ``settings.toml`` (relative to its folder), or None."""
+    try:
+        value = tomllib.loads(SETTINGS_FILE.read_text()).get(name)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return (SETTINGS_FILE.parent / value).resolve() if value else None
 
 
 def _env_path(name: str) -> Path | None:
@@ -33,7 +48,12 @@ def user_cache_dir() -> Path:
 
 
 def datasets_dir() -> Path | None:
-    return _env_path("DATASETS_DIR")
+    """``DATASETS_DIR`` if set (even to a missing folder, so the error names it); else
+    ``settings.toml``'s ``datasets_dir`` when that folder exists; else None."""
+    if "DATASETS_DIR" in os.environ:
+        return _env_path("DATASETS_DIR")
+    path = _file_setting("datasets_dir")
+    return path if path is not None and path.is_dir() else None
 
 
 def backbone_cache_dir() -> Path:

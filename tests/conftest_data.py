@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import pipelines  # noqa: F401 - selects Keras 2 before anything imports TensorFlow
+from pipelines import settings
 
 CLASSES = ("cats", "dogs")
 
@@ -132,6 +133,7 @@ def bad_image_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def isolated_data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No DATASETS_DIR, and user caches and TFDS data under tmp_path."""
     monkeypatch.delenv("DATASETS_DIR", raising=False)
+    monkeypatch.setattr(settings, "SETTINGS_FILE", tmp_path / "no-settings.toml")
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setattr("pipelines.settings.user_cache_dir", lambda: tmp_path / "cache")
     return tmp_path

@@ -146,3 +146,20 @@ def test_zip_extracts_into_the_given_folder_and_loads(tiny_image_folder, tmp_pat
         "train/cats/broken.png": "not an image (no known image format)",
     }
     assert ds.fingerprint == load_dataset(str(tiny_image_folder), image_size=8).fingerprint
+
+
+def test_settings_file_supplies_the_data_root_for_a_fresh_clone(
+    isolated_data_env, monkeypatch, tmp_path
+):
+    from pipelines import settings
+    from tests.conftest_data import make_image_folder
+
+    make_image_folder(tmp_path / "data" / "horses-or-humans", train=2, validation=1)
+    (tmp_path / "settings.toml").write_text('datasets_dir = "data"\n')
+    monkeypatch.setattr(settings, "SETTINGS_FILE", tmp_path / "settings.toml")
+    assert resolve_source().root == tmp_path / "data" / "horses-or-humans"
+    monkeypatch.setenv("DATASETS_DIR", str(tmp_path / "elsewhere"))  # the env var wins
+    assert settings.datasets_dir() == tmp_path / "elsewhere"
+    (tmp_path / "settings.toml").write_text('datasets_dir = "missing"\n')
+    monkeypatch.delenv("DATASETS_DIR")
+    assert settings.datasets_dir() is None  # a folder that isn't there is ignored

@@ -78,7 +78,7 @@ def _horses_or_humans(root: Path | None) -> Source:
             return Source(folder, f"folder {folder}")
         missing = f"{root} (DATASETS_DIR) has no {HORSES_OR_HUMANS_DIR}/ folder"
     else:
-        missing = "DATASETS_DIR is not set"
+        missing = "DATASETS_DIR is not set (nor datasets_dir in settings.toml)"
     try:
         folder, description = tfds_source.materialise(DEFAULT_DATASET)
     except tfds_source.TfdsUnavailable as e:
