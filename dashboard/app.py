@@ -1,10 +1,60 @@
-"""Transfer-learning dashboard (placeholder until the dashboard issue lands)."""
+"""The transfer-learning dashboard: ``streamlit run dashboard/app.py``.
 
-import streamlit as st
+Three pages (Experiment, Runs, Explain) and a language switch in the sidebar. Training never
+happens in this process: the pages start, watch and stop engine worker processes through
+:mod:`pipelines.jobs` and read everything from the run store (see ``dashboard/state.py``).
+"""
 
-st.set_page_config(page_title="Transfer learning: ImageNet vs random", layout="wide")
-st.title("Transfer learning: ImageNet weights vs random weights")
-st.write(
-    "The engine lives in `pipelines/`. Try `python -m pipelines backbones` and "
-    "`python -m pipelines classify --backbone efficientnet_lite0 IMAGE` meanwhile."
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+import pipelines  # noqa: E402, F401 - selects Keras 2 before anything imports TensorFlow
+from dashboard.i18n import LANGS, t  # noqa: E402
+from pipelines import settings  # noqa: E402
+
+# Reachable from other machines: typed paths may only point into the allowed folders
+# (data sets, runs, caches; see pipelines.settings.confine). Workers inherit the setting.
+if not os.environ.get("CONFINE_PATHS", "").strip() and not settings.server_is_local(
+    st.get_option("server.address")
+):
+    os.environ["CONFINE_PATHS"] = "1"
+
+st.set_page_config(
+    page_title="Transfer learning: ImageNet vs random",
+    page_icon=":material/compare:",
+    layout="wide",
 )
+
+if "lang" not in st.session_state:
+    st.session_state["lang"] = "de" if (st.context.locale or "").lower().startswith("de") else "en"
+
+pages = [
+    st.Page(
+        "views/experiment.py", title=t("nav.experiment"), icon=":material/science:", default=True
+    ),
+    st.Page("views/runs.py", title=t("nav.runs"), icon=":material/history:", url_path="runs"),
+    st.Page(
+        "views/explain.py", title=t("nav.explain"), icon=":material/school:", url_path="explain"
+    ),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    st.segmented_control(
+        t("sidebar.language"),
+        list(LANGS),
+        key="lang",
+        required=True,
+        format_func=LANGS.get,
+        persist_state="session",
+    )
+    st.caption(t("sidebar.about"))
+
+page.run()

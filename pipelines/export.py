@@ -48,6 +48,9 @@ def build_inference_model(folder: Path) -> Path:
     The SavedModel takes float RGB pixels in [0, 255], ``[batch, size, size, 3]``, and
     returns ``{"probabilities": [batch, classes]}``; the backbone's scaling is inside.
     """
+    target = folder / "savedmodel"
+    if (target / "saved_model.pb").is_file():
+        return target
     import tensorflow as tf
     import tf_keras as keras
 
@@ -55,9 +58,6 @@ def build_inference_model(folder: Path) -> Path:
     from pipelines.backbones import load_layer
     from pipelines.pixels import scale_pixels
 
-    target = folder / "savedmodel"
-    if (target / "saved_model.pb").is_file():
-        return target
     meta = json.loads((folder / "arm.json").read_text())
     size, scaling = meta["image_size"], meta["scaling"]
     backbone = load_layer(

@@ -46,6 +46,7 @@ class _ArmState:
     history: list[dict] = field(default_factory=list)
     epochs_done: int = 0
     prep_s: dict = field(default_factory=dict)  # one-off work before each phase's epochs
+    last_logits: np.ndarray | None = None  # the last epoch's validation, for the results
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -228,6 +229,7 @@ class _Loop:
     def _validate(self, phase_name: str) -> None:
         for s in self.arms:
             logits = s.arm.validation_logits(self.dataset)
+            s.last_logits = logits
             val_loss, val_acc = _loss_and_accuracy(logits, self.dataset.val_labels)
             loss_sum, acc_sum, count = self.sums[s.arm.name]
             epoch_s = s.arm.compute_s - self.epoch_start[s.arm.name]
@@ -275,7 +277,9 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
         arm = s.arm
         if arm.head is None:  # stopped before its first phase began: nothing to keep
             continue
-        logits = arm.validation_logits(dataset)
+        # The last completed epoch's validation: the results match the curves' last point,
+        # and a stop needn't wait for another pass over the validation images.
+        logits = s.last_logits if s.last_logits is not None else arm.validation_logits(dataset)
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = z / z.sum(axis=1, keepdims=True)
         predicted = probs.argmax(axis=1)

@@ -27,8 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import settings
-from pipelines.backbones import efficientnet_lite as lite
-from pipelines.backbones.torch_legacy import load_state_dict
 from pipelines.errors import UserError
 
 KINDS = ("feature_vector", "classification")
@@ -57,6 +55,9 @@ def build_keras(package: str):
     ``classifier_model`` shares the feature model's variables and adds the 1000-class layer.
     """
     import tf_keras as keras
+
+    from pipelines.backbones import efficientnet_lite as lite
+    from pipelines.backbones.torch_legacy import load_state_dict
 
     state = load_state_dict(weights_file(package))
     blocks = lite.build_blocks(state)
