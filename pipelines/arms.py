@@ -76,7 +76,6 @@ class Arm:
     spec: BackboneSpec
     image_size: int
     num_classes: int
-    say: object = print  # one line for the run's event log
     compute_s: float = 0.0  # time this arm spent computing, for its own wall time
     backbone: object = None
     head: keras.Model | None = None

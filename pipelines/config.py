@@ -165,9 +165,15 @@ class ExperimentConfig:
         return self
 
 
-def validate_against(config: ExperimentConfig, *, block_count: int, train_images: int) -> None:
-    """Checks that need the loaded backbone and data set."""
-    if config.phase2.epochs > 0 and config.phase2.unfreeze_blocks > block_count:
+def validate_against(
+    config: ExperimentConfig, *, block_count: int | None, train_images: int
+) -> None:
+    """Checks that need the loaded backbone (``block_count``; None: not loaded) and data."""
+    if (
+        block_count is not None
+        and config.phase2.epochs > 0
+        and config.phase2.unfreeze_blocks > block_count
+    ):
         raise UserError(
             f"phase2.unfreeze_blocks: {config.phase2.unfreeze_blocks} is more than this "
             f"backbone's {block_count} blocks"

@@ -86,7 +86,7 @@ def run_experiment(
 
     arms: list[_ArmState] = []
     for name in config.arms:
-        arm = Arm(name, config, spec, size, dataset.num_classes, say=lambda m: None)
+        arm = Arm(name, config, spec, size, dataset.num_classes)
         if arm.needs_backbone_now():
             store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
             validate_against(
@@ -95,7 +95,7 @@ def run_experiment(
                 train_images=len(dataset.train_labels),
             )
         arms.append(_ArmState(arm, arm.plans()))
-    validate_against(config, block_count=10**6, train_images=len(dataset.train_labels))
+    validate_against(config, block_count=None, train_images=len(dataset.train_labels))
     writers = {
         s.arm.name: tf.summary.create_file_writer(str(artefacts / "tensorboard" / s.arm.name))
         for s in arms
@@ -129,6 +129,7 @@ class _Loop:
             should_stop,
         )
         self.n = len(dataset.train_labels)
+        self.scaling = arms[0].arm.spec.scaling
         self.steps = math.ceil(self.n / config.batch_size)
         self.total_epochs = config.phase1.epochs + config.phase2.epochs
         self.epoch = 0  # global, across phases
@@ -174,7 +175,11 @@ class _Loop:
 
             def images(idx=idx, step=step, drawn=drawn):  # drawn once, shared by every arm
                 if not drawn:
-                    drawn.append(_image_batch(dataset.train_images[idx], config, self.epoch, step))
+                    drawn.append(
+                        _image_batch(
+                            dataset.train_images[idx], config, self.scaling, self.epoch, step
+                        )
+                    )
                 return drawn[0]
 
             results = {}
@@ -255,11 +260,11 @@ def _plan(s: _ArmState, phase_name: str) -> PhasePlan:
     return next(p for p in s.plans if p.name == phase_name)
 
 
-def _image_batch(images: np.ndarray, config: ExperimentConfig, epoch: int, step: int):
+def _image_batch(images: np.ndarray, config: ExperimentConfig, scaling: str, epoch: int, step: int):
     x = tf.cast(tf.constant(images), tf.float32)
     if config.augment:
         x = augment_batch(x, tf.constant([config.seed * 1_000_003 + epoch, step], tf.int64))
-    return scale_pixels(x, resolve(config.backbone).scaling)
+    return scale_pixels(x, scaling)
 
 
 def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
