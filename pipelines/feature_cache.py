@@ -103,10 +103,10 @@ class FeatureCache:
 
     def put(self, digests: list[str], features: np.ndarray) -> None:
         """Add features for ``digests`` as one new chunk; best effort (a full disk only
-        costs the cache, never the experiment)."""
+        costs the copy on disk, never the experiment: :meth:`get` still has them)."""
         if not digests:
             return
-        rows = self._load()
+        self._load().update(zip(digests, features, strict=True))
         name = hashlib.sha1("".join(digests).encode()).hexdigest()
         tmp = None
         try:
@@ -118,5 +118,3 @@ class FeatureCache:
         except OSError:
             if tmp:
                 Path(tmp).unlink(missing_ok=True)
-            return
-        rows.update(zip(digests, features, strict=True))

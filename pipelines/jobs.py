@@ -22,6 +22,7 @@ from typing import Any
 import pipelines
 from pipelines.config import ExperimentConfig
 from pipelines.errors import UserError
+from pipelines.preflight import check_experiment
 from pipelines.store import ACTIVE, RunStore, process_alive
 
 MAX_RUNNING_ENV = "MAX_RUNNING_EXPERIMENTS"
@@ -54,8 +55,11 @@ class JobManager:
         self._children: dict[str, subprocess.Popen] = {}
 
     def start(self, config: ExperimentConfig) -> str:
-        """Queue a run of ``config``, spawn its worker and return the run id at once."""
-        config.validate()
+        """Queue a run of ``config``, spawn its worker and return the run id at once.
+
+        A config, backbone or data set refused by :func:`pipelines.preflight.check_experiment`
+        raises :class:`UserError` and creates no run."""
+        check_experiment(config)
         self.store.reap()
         run_id = self.store.create_run(config)
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG
@@ -154,7 +158,7 @@ class JobManager:
         """Collect exited workers we started, so they do not linger as zombies."""
         for run_id, proc in list(self._children.items()):
             if proc.poll() is not None:
-                del self._children[run_id]
+                self._children.pop(run_id, None)  # another thread may have collected it
 
     def _wait_status(self, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,11 @@ variable               what                                        default
 
 Values are read on every call, so tests and the dashboard can change them at run time.
 ``settings.toml`` in the repository root holds the project's defaults for a fresh clone.
+
+A shared dashboard confines free-text paths (data set folders and zips, SavedModel folders)
+to known folders: ``CONFINE_PATHS=1`` turns it on (default off; the dashboard turns it on
+when bound to a non-local address), ``ALLOWED_ROOTS`` (``os.pathsep``-separated) adds
+folders to the defaults (see :func:`allowed_roots`, :func:`confine`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import tomllib
 from pathlib import Path
 
 import platformdirs
+
+from pipelines.errors import UserError
 
 APP_NAME = "tl-dashboard"
 SETTINGS_FILE = Path(__file__).resolve().parents[1] / "settings.toml"
@@ -66,3 +73,76 @@ def feature_cache_dir() -> Path:
 
 def runs_dir() -> Path:
     return _env_path("RUNS_DIR") or Path("runs")
+
+
+# --- path confinement for a shared dashboard -------------------------------------------------
+
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"0", "false", "no", "off", ""}
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def confinement_enabled() -> bool:
+    """``CONFINE_PATHS`` (``1``/``0``; default off). The dashboard sets it when it is bound
+    to a non-local address (:func:`server_is_local`); worker processes inherit it."""
+    raw = os.environ.get("CONFINE_PATHS", "").strip().lower()
+    if raw in _ON:
+        return True
+    if raw in _OFF:
+        return False
+    # A typo must not silently switch a safety setting off.
+    raise UserError(f"CONFINE_PATHS must be 1 or 0, not {raw!r}")
+
+
+def server_is_local(address: str | None) -> bool:
+    """Whether a server bound to ``address`` is reachable from this machine only: a
+    loopback IP or ``localhost``. Empty/None (every interface), ``0.0.0.0``, ``::`` and
+    any other host name count as shared."""
+    import ipaddress
+
+    text = (address or "").strip().strip("[]").lower()
+    if text in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_roots(*, runs: bool = True) -> list[Path]:
+    """The folders free-text paths may point into while confinement is on, resolved:
+    ``DATASETS_DIR``, the runs folder (uploads are extracted there; left out with
+    ``runs=False``), the backbone cache, ``TFHUB_CACHE_DIR``, plus every folder in
+    ``ALLOWED_ROOTS`` (``os.pathsep``-separated)."""
+    from pipelines.backbones.spec import hub_cache_dir
+
+    roots = [datasets_dir(), runs_dir() if runs else None, backbone_cache_dir(), hub_cache_dir()]
+    extra = os.environ.get("ALLOWED_ROOTS", "")
+    roots += [Path(p.strip()).expanduser() for p in extra.split(os.pathsep) if p.strip()]
+    out: list[Path] = []
+    for root in roots:
+        if root is not None and (resolved := root.resolve()) not in out:
+            out.append(resolved)
+    return out
+
+
+def confine(path: str | Path, what: str, *, model: bool = False) -> Path:
+    """``path`` as the engine should use it, or :class:`UserError` if it may not be read.
+
+    With confinement off: the path with ``~`` expanded, made absolute (symlinks kept, so
+    reports show what the user typed). With it on: the path resolved (``..`` and symlinks
+    followed) and refused unless it lies inside one of :func:`allowed_roots`; whether it
+    exists is not revealed for a refused path. ``model=True`` (a SavedModel, whose graph
+    runs here) also refuses the runs folder, where users' uploads are extracted.
+    """
+    given = Path(path).expanduser()
+    if not confinement_enabled():
+        return given.absolute()
+    resolved = given.resolve()
+    roots = allowed_roots(runs=not model)
+    if any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise UserError(
+        f"{what} {str(path)!r} is outside the folders this shared dashboard may read "
+        f"({', '.join(str(r) for r in roots)}); ask the host to add it to ALLOWED_ROOTS"
+    )

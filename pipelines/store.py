@@ -36,7 +36,7 @@ import psutil
 
 from pipelines import settings
 from pipelines.config import ExperimentConfig
-from pipelines.errors import UserError
+from pipelines.errors import UserError, disk_full_error, is_disk_full
 
 if TYPE_CHECKING:
     import pandas
@@ -224,16 +224,29 @@ class RunStore:
         """A write transaction that takes the write lock up front (waits up to the busy
         timeout), so read-then-write sequences cannot interleave with other writers."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._explain(e) from None
 
     def _write(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        return self._conn().execute(sql, params)
+        try:
+            return self._conn().execute(sql, params)
+        except sqlite3.Error as e:
+            raise self._explain(e) from None
+
+    def _explain(self, error: sqlite3.Error) -> Exception:
+        """A full disk as a :class:`UserError` saying so; other errors unchanged."""
+        if is_disk_full(error):
+            return disk_full_error(f"writing the run store {str(self.path)!r}")
+        return error
 
     def _require(self, run_id: str) -> sqlite3.Row:
         row = self._conn().execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()

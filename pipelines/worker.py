@@ -20,6 +20,7 @@ mechanics can be tested without TensorFlow. Never set it outside tests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pipelines.config import ExperimentConfig
-from pipelines.errors import UserError
+from pipelines.errors import UserError, disk_full_error, is_disk_full
 from pipelines.jobs import max_running_from_env
 from pipelines.store import RunStore
 
@@ -92,7 +93,9 @@ def run_worker(
     another live worker has it); after that every outcome is recorded in the store, and an
     unexpected failure's traceback is written to ``<artefact dir>/traceback.txt``. With
     ``echo``, the worker's own events, refusals and tracebacks also go to stderr (the
-    spawned worker's log); without it, this function prints nothing.
+    spawned worker's log); without it, this function prints nothing - unless the store
+    itself can't be written (a full disk): then the reason goes to stderr, the run stays
+    active until this process ends, and readers reap it as ``interrupted``.
     """
     store = store or RunStore()
     limit = max_running or max_running_from_env()
@@ -115,29 +118,42 @@ def _run(
 ) -> int:
     say = _reporter(store, run_id, echo)
     try:
-        config = ExperimentConfig.from_dict(config_dict)
-        if not _wait_for_slot(store, run_id, limit, flag, say):
-            store.finish(run_id, "stopped")
-            say("stopped while queued")
-            return EXIT_STOPPED
-        say(f"started in worker process {os.getpid()}")
-        summary = _workload()(run_id, config, store, flag)
+        return _attempt(store, run_id, config_dict, limit, flag, say)
     except KeyboardInterrupt:
-        store.finish(run_id, "stopped", "stopped at once by a second stop signal")
-        say("stopped at once; the batch in progress was lost")
+        if _record(store, run_id, "stopped", "stopped at once by a second stop signal"):
+            _quietly(say, "stopped at once; the batch in progress was lost")
         return EXIT_STOPPED
     except UserError as e:
         if echo:
             print(f"error: {e}", file=sys.stderr)
-        store.finish(run_id, "failed", str(e))
+        _record(store, run_id, "failed", str(e))
         return EXIT_REFUSED
     except Exception as e:  # noqa: BLE001 - any failure is recorded with its traceback
         text = traceback.format_exc()
-        (store.artefact_dir(run_id) / TRACEBACK_FILE).write_text(text)
+        with contextlib.suppress(OSError):  # the disk may be full
+            (store.artefact_dir(run_id) / TRACEBACK_FILE).write_text(text)
         if echo:
             print(text, file=sys.stderr, end="")
-        store.finish(run_id, "failed", f"{type(e).__name__}: {e}")
+        _record(store, run_id, "failed", failure_message(e))
         return EXIT_FAILED
+
+
+def _attempt(
+    store: RunStore,
+    run_id: str,
+    config_dict: dict,
+    limit: int,
+    flag: StopFlag,
+    say: Callable[[str], None],
+) -> int:
+    """Wait for a slot, run the workload, record how it ended; raises what went wrong."""
+    config = ExperimentConfig.from_dict(config_dict)
+    if not _wait_for_slot(store, run_id, limit, flag, say):
+        store.finish(run_id, "stopped")
+        say("stopped while queued")
+        return EXIT_STOPPED
+    say(f"started in worker process {os.getpid()}")
+    summary = _workload()(run_id, config, store, flag)
     if summary is not None:
         store.set_summary(run_id, summary)
     # The trainer knows best whether it cut training short (a stop may arrive after the
@@ -151,6 +167,35 @@ def _run(
     store.finish(run_id, "completed")
     say("completed")
     return EXIT_COMPLETED
+
+
+def failure_message(error: BaseException) -> str:
+    """What a failed run's record says about an unexpected exception: a full disk in
+    words, anything else as ``Type: message``."""
+    if is_disk_full(error):
+        where = getattr(error, "filename", None)
+        return str(disk_full_error(f"writing {where}" if where else "writing the run's files"))
+    return f"{type(error).__name__}: {error}"
+
+
+def _record(store: RunStore, run_id: str, status: str, error: str) -> bool:
+    """Record how the run ended; if the store itself can't be written (a full disk), say
+    why on stderr - the only place left - and return False: readers then see the run
+    ``interrupted`` once this process has ended."""
+    try:
+        store.finish(run_id, status, error)
+        return True
+    except Exception as e:  # noqa: BLE001 - nothing may escape once the run is claimed
+        print(
+            f"run {run_id}: could not record that it {status} ({error}): {e}",
+            file=sys.stderr,
+        )
+        return False
+
+
+def _quietly(say: Callable[[str], None], message: str) -> None:
+    with contextlib.suppress(Exception):
+        say(message)
 
 
 def _wait_for_slot(
@@ -186,6 +231,8 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
             store.heartbeat(run_id)
             if not flag.is_set() and store.stop_requested(run_id):
                 flag.set()
+    except UserError as e:  # e.g. a full disk: the run's own outcome says more
+        print(f"heartbeat stopped: {e}", file=sys.stderr)
     except Exception:  # noqa: BLE001 - a failed beat must not kill the worker
         traceback.print_exc()
     finally:

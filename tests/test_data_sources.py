@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 
+from pipelines import settings
 from pipelines.data import load_dataset, resolve_source, tfds_source
 from pipelines.errors import UserError
 from tests.conftest_data import make_image_folder
@@ -127,7 +128,8 @@ def test_paths_zips_and_names_in_the_data_root(isolated_data_env, monkeypatch, t
     assert resolve_source("pets").root == data_root / "pets"
     zipped = resolve_source("zipped")
     assert zipped.root.name == "zipped" and zipped.description.startswith("zip ")
-    assert zipped.root.is_relative_to(isolated_data_env / "cache" / "datasets" / "zips")
+    # Extracted under the runs folder, like the dashboard's uploads, not in a user cache.
+    assert zipped.root.is_relative_to(settings.runs_dir().absolute() / "uploads")
 
 
 def test_zip_extracts_into_the_given_folder_and_loads(tiny_image_folder, tmp_path):

@@ -24,6 +24,7 @@ __all__ = [
     "builtin_ids",
     "catalogue",
     "block_table",
+    "call_failure",
     "classification_handle",
     "feature_vector_handle",
     "load_layer",
@@ -131,9 +132,8 @@ def load_layer(
         out = layer(np.zeros((1, size, size, 3), np.float32))
     except Exception as e:  # noqa: BLE001 - any failure here means "not usable as given"
         raise UserError(
-            f"backbone {spec.id!r} can't take a {size}x{size} RGB image: "
-            f"{str(e).splitlines()[0][:300]}. Give an image feature-vector model, "
-            "or another image size"
+            f"backbone {spec.id!r} can't take a {size}x{size} RGB image "
+            f"({call_failure(e)}). Give an image feature-vector model, or another image size"
         ) from e
     if len(out.shape) != 2:
         raise UserError(
@@ -143,3 +143,19 @@ def load_layer(
     if weights == "random":
         reinitialise(layer.module_variables, seed)
     return layer
+
+
+def call_failure(error: BaseException) -> str:
+    """Why calling a model failed, in one short line: the input shape its signature takes
+    when that is the reason, else the first line of the error that is not Keras' wrapper."""
+    import re
+
+    text = str(error)
+    if m := re.search(r"to TensorSpec\(shape=(\([^)]*\))", text):
+        return f"it takes inputs of shape {m.group(1)}"
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("Exception encountered when calling layer")
+    ]
+    return (lines[0][:300].rstrip(".") if lines else "") or type(error).__name__

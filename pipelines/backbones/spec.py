@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pipelines import settings
 from pipelines.errors import UserError
 from pipelines.pixels import check_scaling
 
@@ -104,8 +105,9 @@ def builtin_ids() -> list[str]:
 def resolve(backbone: str) -> BackboneSpec:
     """A catalogue id, URL, Kaggle handle or SavedModel folder → :class:`BackboneSpec`.
 
-    Local folders are checked here (exists, is a folder, holds ``saved_model.pb``); remote
-    handles are only recognised, not fetched. Unknown text raises :class:`UserError`.
+    Local folders are checked here (allowed by :func:`pipelines.settings.confine`, exists,
+    is a folder, holds ``saved_model.pb``); remote handles are only recognised, not
+    fetched. Unknown text raises :class:`UserError`.
     """
     text = (backbone or "").strip()
     if not text:
@@ -116,7 +118,8 @@ def resolve(backbone: str) -> BackboneSpec:
     if is_remote(text):
         return _user_spec(text, text, text)
     path = Path(text).expanduser()
-    if path.exists():
+    # Confined (a shared dashboard), relative text is not probed in the server's folder.
+    if path.exists() and (path.is_absolute() or not settings.confinement_enabled()):
         return _local_spec(path)
     if _KAGGLE_HANDLE.match(text):
         return _user_spec(text, text, kaggle_url(text))
@@ -129,22 +132,23 @@ def resolve(backbone: str) -> BackboneSpec:
     )
 
 
-def _local_spec(path: Path) -> BackboneSpec:
+def _local_spec(given: Path) -> BackboneSpec:
+    path = settings.confine(given, "backbone folder", model=True)  # before any look at it
     if not path.exists():
-        raise UserError(f"backbone folder {str(path)!r} does not exist; give a SavedModel folder")
+        raise UserError(f"backbone folder {str(given)!r} does not exist; give a SavedModel folder")
     if not path.is_dir():
         raise UserError(
-            f"backbone {str(path)!r} is a file, not a SavedModel folder; give the folder that "
+            f"backbone {str(given)!r} is a file, not a SavedModel folder; give the folder that "
             "holds saved_model.pb (unpack an archive first)"
         )
     if not (path / "saved_model.pb").is_file():
         what = "is empty" if not any(path.iterdir()) else "holds no saved_model.pb"
         raise UserError(
-            f"backbone folder {str(path)!r} {what}: it is not a SavedModel; give the folder "
+            f"backbone folder {str(given)!r} {what}: it is not a SavedModel; give the folder "
             "that holds saved_model.pb and variables/"
         )
     resolved = str(path.resolve())
-    return _user_spec(resolved, path.name, resolved)
+    return _user_spec(resolved, given.name, resolved)
 
 
 def _user_spec(backbone_id: str, name: str, handle: str) -> BackboneSpec:

@@ -4,6 +4,10 @@ Runs one experiment in the foreground. This process is the run's worker in the s
 killing it leaves the run ``interrupted`` (with its rows) rather than stuck in ``running``;
 Ctrl-C stops it gracefully (a second Ctrl-C at once). Progress goes to stderr; with
 ``--json`` stdout gets exactly one JSON object at the end.
+
+A refused config, backbone or data set (:func:`pipelines.preflight.check_experiment`)
+creates no run; a problem only loading finds (depth, image size, batch size, unusable
+images) leaves a ``failed`` run with the reason. Either way: ``error: ...``, exit 2.
 """
 
 from __future__ import annotations
@@ -63,11 +67,12 @@ class _Reporting:
 
 
 def run(args) -> int:
+    from pipelines.preflight import check_experiment
     from pipelines.store import RunStore
     from pipelines.worker import EXIT_COMPLETED, run_worker
 
     config = ExperimentConfig.from_json_file(args.config) if args.config else ExperimentConfig()
-    config = config.with_overrides(args.set or [])
+    config = check_experiment(config.with_overrides(args.set or []))
     store = RunStore()
     run_id = store.create_run(config)
     print(f"run {run_id}: {config.backbone} on {config.dataset}", file=sys.stderr)
@@ -75,6 +80,8 @@ def run(args) -> int:
     run = store.get_run(run_id)
     if run["status"] == "failed":
         raise UserError(f"run {run_id} failed: {run['error']}")
+    if run["status"] in ("queued", "running"):  # the store could not record the end
+        raise UserError(f"run {run_id} ended, but the run store could not record it (see above)")
     summary = run.get("summary") or {}
     arms = {
         name: {

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from pipelines.data.dataset import Dataset, clear_cache, inspect_dataset, load_dataset
 from pipelines.data.scan import SkippedFile
-from pipelines.data.sources import DEFAULT_DATASET, Source, resolve_source
+from pipelines.data.sources import DEFAULT_DATASET, Source, check_source, resolve_source
 
 __all__ = [
     "DEFAULT_DATASET",
     "Dataset",
     "SkippedFile",
     "Source",
+    "check_source",
     "clear_cache",
     "inspect_dataset",
     "load_dataset",

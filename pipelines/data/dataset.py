@@ -21,7 +21,7 @@ import psutil
 
 from pipelines.data import checked
 from pipelines.data import images as images_mod
-from pipelines.data.scan import ImageFile, Scan, SkippedFile, scan_folder
+from pipelines.data.scan import ImageFile, Scan, SkippedFile, scan_folder, too_few_classes
 from pipelines.data.sources import DEFAULT_DATASET, Source, resolve_source
 from pipelines.data.subsets import per_class_subset, split_pool
 from pipelines.errors import UserError
@@ -244,7 +244,7 @@ def _prepare(
     if seed < 0:
         raise UserError(f"seed must be 0 or more, not {seed}")
     source = resolve_source(dataset, data_root=data_root, extract_dir=extract_dir)
-    scan = scan_folder(source.root)
+    scan = scan_folder(source.root, shown=source.shown)
     files = tuple(scan.files)
     decoded = checked.lookup(files) if lazy else None
     if decoded is None:
@@ -271,12 +271,8 @@ def _prepare(
 
 def _problems(scan: Scan, usable: list[ImageFile], skipped: list[SkippedFile]) -> list[str]:
     """Why the data set cannot be trained on, one message each; empty if it can."""
-    if len(scan.classes) < 2:
-        found = ", ".join(scan.classes) or "none with images"
-        return [
-            f"{scan.root} has {len(scan.classes)} class folder ({found}); a classifier needs at "
-            "least 2: put each class's images in a sub-folder of its own"
-        ]
+    if problem := too_few_classes(scan):
+        return [problem]
     problems = []
     need = 2 if scan.pooled else 1
     have = Counter((f.split, f.label) for f in usable)

@@ -1,9 +1,12 @@
 """Extract a user's zip of an image folder, safely, inside one target folder.
 
-Refused outright (:class:`UserError`, nothing left behind): not a zip, password-protected,
-an absolute path, a ``..`` part or a symbolic link in any entry, more than ``max_files``
-files, or more than ``max_bytes`` uncompressed, counted both from the declared sizes and
-from the bytes actually written (a zip bomb can lie about the former).
+Refused outright (:class:`UserError`, nothing left behind): not a zip, a zip file itself
+over :data:`MAX_ZIP_BYTES`, password-protected, an absolute path, a ``..`` part or a symbolic link
+in any entry, more than ``max_files`` files, or more than ``max_bytes`` uncompressed,
+counted both from the declared sizes and from the bytes actually written (a zip bomb can
+lie about the former; Python's reader also stops each entry at its declared size, so a
+lying entry fails its checksum and is skipped), and a disk that fills up while extracting.
+The caps default to :data:`MAX_BYTES` and :data:`MAX_FILES`, read at each call.
 Skipped with a reason: ``__MACOSX/`` and other hidden entries, duplicate names, entries
 that fail to decompress (bad CRC, unsupported method).
 
@@ -22,10 +25,11 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from pipelines.data.scan import SkippedFile, is_hidden
-from pipelines.errors import UserError
+from pipelines.errors import UserError, disk_full_error, is_disk_full
 
 MAX_BYTES = 2 * 2**30
 MAX_FILES = 50_000
+MAX_ZIP_BYTES = MAX_BYTES  # the zip file itself, checked before it is read
 _CHUNK = 2**20
 _DONE = ".extracted"
 
@@ -38,18 +42,33 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_zip_size(zip_path: Path) -> None:
+    """Refuse a zip file larger than :data:`MAX_ZIP_BYTES` before reading it: the upload
+    cap, for zips given by path (the dashboard's uploads also have Streamlit's)."""
+    limit = MAX_ZIP_BYTES
+    size = Path(zip_path).stat().st_size
+    if size > limit:
+        raise UserError(
+            f"{Path(zip_path).name} is {_gb(size)}, over the {_gb(limit)} limit for a data set "
+            "zip: use fewer or smaller images"
+        )
+
+
 def extract_zip(
     zip_path: Path,
     target: Path,
     *,
-    max_bytes: int = MAX_BYTES,
-    max_files: int = MAX_FILES,
+    max_bytes: int | None = None,
+    max_files: int | None = None,
     digest: str | None = None,
 ) -> tuple[Path, list[SkippedFile]]:
     """Extract ``zip_path`` under ``target``; return the data set root and the skipped entries.
 
     ``digest`` is the zip's :func:`file_sha256` if the caller has it already."""
     zip_path, target = Path(zip_path), Path(target)
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    max_files = MAX_FILES if max_files is None else max_files
+    check_zip_size(zip_path)
     digest = digest or file_sha256(zip_path)
     done, out = target / _DONE, target / "dataset"
     if out.is_dir() and done.is_file() and done.read_text().split("\n")[0] == digest:
@@ -62,21 +81,29 @@ def extract_zip(
         raise UserError(f"{zip_path.name} is not a readable zip file ({e})") from None
     with zf:
         plan, skipped = _plan(zf, zip_path.name, max_bytes, max_files)
-        if out.exists():
-            shutil.rmtree(out)
-        target.mkdir(parents=True, exist_ok=True)
-        done.unlink(missing_ok=True)
         staging = target / ".extracting"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
         try:
-            skipped += _write(zf, plan, staging, zip_path.name, max_bytes)
-        except BaseException:
+            if out.exists():
+                shutil.rmtree(out)
+            target.mkdir(parents=True, exist_ok=True)
+            done.unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            skipped += _write(zf, plan, staging, zip_path.name, max_bytes)
+            staging.rename(out)
+            done.write_text("\n".join([digest] + [f"{s.path}\t{s.reason}" for s in skipped]) + "\n")
+        except BaseException as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            if is_disk_full(e):
+                raise disk_full_error(f"extracting {zip_path.name}") from None
             raise
-    staging.rename(out)
-    done.write_text("\n".join([digest] + [f"{s.path}\t{s.reason}" for s in skipped]) + "\n")
     return _unwrap(out, skipped)
+
+
+def check_entries(zf: zipfile.ZipFile, name: str) -> None:
+    """Refuse what :func:`extract_zip` would refuse from the zip's directory alone (paths,
+    links, passwords, declared sizes and counts over the caps), writing nothing."""
+    _plan(zf, name, MAX_BYTES, MAX_FILES)
 
 
 def _plan(
@@ -152,6 +179,8 @@ def _write(
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - bad CRC, unsupported method, name clash
+            if is_disk_full(e):  # not a bad entry: every later one would fail too
+                raise
             dest.unlink(missing_ok=True)
             skipped.append(SkippedFile(str(rel), f"cannot extract ({type(e).__name__}: {e})"))
     return skipped

@@ -59,6 +59,7 @@ class Scan:
     files: list[ImageFile]
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    shown: str = ""  # what messages call the data set (default: its root)
 
 
 def is_hidden(name: str) -> bool:
@@ -66,9 +67,11 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def scan_folder(root: Path) -> Scan:
-    """List the candidate images of the data set at ``root``; raise UserError if none can be."""
+def scan_folder(root: Path, shown: str | None = None) -> Scan:
+    """List the candidate images of the data set at ``root``; raise UserError if none can be.
+    ``shown`` names it in messages (an uploaded zip's name rather than where it went)."""
     root = Path(root)
+    shown = shown or str(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder: give a folder with one sub-folder per class")
     skipped: list[SkippedFile] = []
@@ -98,7 +101,7 @@ def scan_folder(root: Path) -> Scan:
         loose = [s for s in skipped if s.reason == _LOOSE]
         hint = f" ({len(loose)} image files lie directly in it)" if loose else ""
         raise UserError(
-            f"no class folders in {root}{hint}: put the images in one sub-folder per class "
+            f"no class folders in {shown}{hint}: put the images in one sub-folder per class "
             "(e.g. cats/, dogs/), optionally inside train/ and validation/"
         )
     classes = sorted(name for name in found if name in present)
@@ -107,7 +110,21 @@ def scan_folder(root: Path) -> Scan:
             if (root / dirname / name).is_dir():
                 skipped.append(SkippedFile(_rel(root / dirname / name, root) + "/", _EMPTY_CLASS))
     files = [f for name in classes for split in split_dirs for f in found[name].get(split, [])]
-    return Scan(root, "pool" in split_dirs, split_dirs, classes, files, skipped, notes)
+    return Scan(root, "pool" in split_dirs, split_dirs, classes, files, skipped, notes, shown)
+
+
+def too_few_classes(scan: Scan) -> str | None:
+    """Why a scan with fewer than 2 class folders can't train a classifier (naming the
+    folders that were ignored), or None."""
+    if len(scan.classes) >= 2:
+        return None
+    found = ", ".join(scan.classes) or "none with images"
+    ignored = [f"{s.path} ({s.reason})" for s in scan.skipped if s.path.endswith("/")]
+    more = f" (ignored: {'; '.join(ignored[:3])})" if ignored else ""
+    return (
+        f"{scan.shown or scan.root} has {len(scan.classes)} class folder ({found}); a "
+        f"classifier needs at least 2: put each class's images in a sub-folder of its own{more}"
+    )
 
 
 _LOOSE = "image outside any class folder: move it into one"

@@ -9,6 +9,10 @@
 - a folder, or a ``.zip`` of one (extracted safely, see :mod:`pipelines.data.safezip`);
   a relative name is also looked up in the data root (``flowers`` or ``flowers.zip``);
 - a TensorFlow Datasets image-classification name, e.g. ``tf_flowers``.
+
+With path confinement on (:func:`pipelines.settings.confinement_enabled`, a shared
+dashboard), paths must lie inside the allowed folders and relative names are looked up in
+the data root only.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from pipelines import settings
 from pipelines.data import safezip, tfds_source
-from pipelines.data.scan import SkippedFile
+from pipelines.data.scan import SkippedFile, scan_folder, too_few_classes
 from pipelines.errors import UserError
 
 DEFAULT_DATASET = "horses_or_humans"
@@ -28,12 +32,13 @@ HORSES_OR_HUMANS_DIR = "horses-or-humans"
 
 @dataclass(frozen=True)
 class Source:
-    """A data set as a folder: its ``root``, a line saying where it came from, and the
-    entries skipped while extracting it (zip sources only)."""
+    """A data set as a folder: its ``root``, a line saying where it came from, the
+    entries skipped while extracting it and the zip's name for messages (zip sources only)."""
 
     root: Path
     description: str
     skipped: list[SkippedFile] = field(default_factory=list)
+    shown: str | None = None
 
 
 def resolve_source(
@@ -42,25 +47,18 @@ def resolve_source(
     data_root: Path | None = None,
     extract_dir: Path | None = None,
 ) -> Source:
-    """Find ``dataset`` (see the module docstring). Zips go to ``extract_dir`` (default: a
-    folder per zip content under the user cache). Raises :class:`UserError`."""
+    """Find ``dataset`` (see the module docstring). Zips go to ``extract_dir`` (default:
+    :func:`uploads_dir` ``/<sha256 of the zip>``). Paths typed by the user pass through
+    :func:`pipelines.settings.confine`. Raises :class:`UserError`."""
     name = str(dataset).strip()
     if not name:
         raise UserError("no data set given: name a folder, a .zip, or horses_or_humans")
-    root = Path(data_root).expanduser() if data_root is not None else settings.datasets_dir()
-    root = root.absolute() if root is not None else None
+    root = _data_root(data_root)
     if name in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):
         return _horses_or_humans(root)
-    given = Path(name).expanduser()
-    if given.exists():
-        return _from_path(given.absolute(), extract_dir)
-    if root is not None and not given.is_absolute():
-        for candidate in (root / name, root / f"{name}.zip"):
-            if candidate.exists():
-                return _from_path(candidate, extract_dir)
-    if not tfds_source.NAME_RE.match(name):
-        where = f" (nor in DATASETS_DIR={root})" if root is not None else ""
-        raise UserError(f"no folder or zip at {name}{where}: check the path")
+    path = _locate(name, root)
+    if path is not None:
+        return _from_path(path, extract_dir)
     try:
         folder, description = tfds_source.materialise(name)
     except tfds_source.TfdsUnavailable as e:
@@ -69,6 +67,61 @@ def resolve_source(
             "internet access, or give a folder or .zip of images"
         ) from None
     return Source(folder, description)
+
+
+def check_source(dataset: str = DEFAULT_DATASET, *, data_root: Path | None = None) -> None:
+    """Refuse, as :func:`resolve_source` would, a data set that can't be found, a path
+    outside the allowed folders, a folder with fewer than two class folders, a file that is
+    not a zip, or a zip that would be refused (caps, traversal, links) - without
+    extracting, downloading or decoding anything. TFDS names and Horses or Humans pass:
+    only fetching them tells."""
+    name = str(dataset).strip()
+    if not name:
+        raise UserError("no data set given: name a folder, a .zip, or horses_or_humans")
+    if name in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):
+        return
+    path = _locate(name, _data_root(data_root))
+    if path is None:
+        return
+    if path.is_dir():
+        problem = too_few_classes(scan_folder(path))  # names and stat only: fast
+        if problem:
+            raise UserError(problem)
+        return
+    _check_zip(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            safezip.check_entries(zf, path.name)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UserError(f"{path.name} is not a readable zip file ({e})") from None
+
+
+def _data_root(data_root: Path | None) -> Path | None:
+    root = Path(data_root).expanduser() if data_root is not None else settings.datasets_dir()
+    return root.absolute() if root is not None else None
+
+
+def _locate(name: str, root: Path | None) -> Path | None:
+    """The (confined) local folder or file ``name`` names, or None for a TFDS name;
+    :class:`UserError` if it is neither."""
+    given = Path(name).expanduser()
+    # Confined (a shared dashboard), a relative name is only looked up in the data root:
+    # the server's working folder is nobody's business.
+    if given.is_absolute() or (given.exists() and not settings.confinement_enabled()):
+        path = settings.confine(given, "data set")
+        if path.exists():
+            return path
+    if root is not None and not given.is_absolute():
+        for candidate in (root / name, root / f"{name}.zip"):
+            path = settings.confine(candidate, "data set")  # before exists(): no probing
+            if path.exists():
+                return path
+    if not tfds_source.NAME_RE.match(name):
+        where = (
+            f" (nor in DATASETS_DIR={root})" if root is not None and not given.is_absolute() else ""
+        )
+        raise UserError(f"no folder or zip at {name}{where}: check the path")
+    return None
 
 
 def _horses_or_humans(root: Path | None) -> Source:
@@ -92,12 +145,29 @@ def _horses_or_humans(root: Path | None) -> Source:
     return Source(folder, description)
 
 
+def uploads_dir() -> Path:
+    """Where zips are extracted when no run folder is given: ``<runs>/uploads/``, so
+    uploaded and extracted data lives under the runs folder (as the dashboard's uploads)."""
+    return settings.runs_dir().absolute() / "uploads"
+
+
 def _from_path(path: Path, extract_dir: Path | None) -> Source:
     if path.is_dir():
         return Source(path, f"folder {path}")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path} is neither a folder nor a .zip: give a folder of class folders")
+    _check_zip(path)
     digest = safezip.file_sha256(path)
-    target = extract_dir or settings.user_cache_dir() / "datasets" / "zips" / digest[:16]
+    target = extract_dir or uploads_dir() / digest
     root, skipped = safezip.extract_zip(path, Path(target), digest=digest)
-    return Source(root, f"zip {path} (extracted to {root})", skipped)
+    return Source(root, f"zip {path} (extracted to {root})", skipped, shown=path.name)
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse a file that is not a zip (saying so for a ``.zip`` name) or is over the cap."""
+    if not zipfile.is_zipfile(path):
+        if path.suffix.lower() == ".zip":
+            raise UserError(
+                f"{path.name} is not a valid zip file (damaged, truncated or renamed): "
+                "zip the data set folder again"
+            )
+        raise UserError(f"{path} is neither a folder nor a .zip: give a folder of class folders")
+    safezip.check_zip_size(path)
