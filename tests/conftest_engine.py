@@ -37,5 +37,7 @@ def finished_run(tiny_data, lite0_handle, tmp_path_factory):
     """One full two-phase run of both arms, in this process, through the worker entry."""
     store = RunStore(tmp_path_factory.mktemp("runs"))
     run_id = store.create_run(tiny_config(tiny_data))
-    assert run_worker(run_id, store) == EXIT_COMPLETED
+    with pytest.MonkeyPatch.context() as mp:  # its own, empty feature cache: a cold start
+        mp.setenv("FEATURE_CACHE_DIR", str(tmp_path_factory.mktemp("features")))
+        assert run_worker(run_id, store) == EXIT_COMPLETED
     return store, run_id
