@@ -16,6 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 import streamlit as st  # noqa: E402
 
 import pipelines  # noqa: E402, F401 - selects Keras 2 before anything imports TensorFlow
+from dashboard import state  # noqa: E402
 from dashboard.i18n import LANGS, t  # noqa: E402
 from pipelines import settings  # noqa: E402
 
@@ -56,5 +57,9 @@ with st.sidebar:
         persist_state="session",
     )
     st.caption(t("sidebar.about"))
+
+# Every page says so when the run store can't be opened; the pages that need it stop.
+if store_problem := state.store_problem():
+    st.error(store_problem, icon=":material/database:")
 
 page.run()

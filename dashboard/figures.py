@@ -8,6 +8,8 @@ batch row at ``e + (step + 1) / steps_per_epoch``, so phase 2 starts at ``x = ph
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,8 +117,80 @@ def arm_curves(
     ``steps_per_epoch``, the running train metric per batch. The first trace is the first
     arm's train loss (one point per finished epoch). ``revision`` keeps zoom across updates.
     """
-    lab = _labels(labels)
-    arms = list(arms) or ["imagenet"]
+    arms = tuple(arms) or ("imagenet",)
+    with_batches = batches is not None and bool(steps_per_epoch)
+    points: list[tuple[list, list]] = []
+    for arm in arms:
+        rows = _rows(epochs, arm)
+        b = _rows(batches, arm) if with_batches else None
+        for metric in METRICS:
+            for column in (metric, f"val_{metric}"):
+                points.append(_xy(epoch_x(rows), rows, column))
+            if b is not None:
+                points.append(_xy(batch_x(b, steps_per_epoch), b, metric))
+    template = _arm_curves_template(
+        arms, with_batches, phase2_at, epochs_total, _frozen(labels), revision
+    )
+    return _filled(template, points)
+
+
+def overlay_curves(
+    epochs: pd.DataFrame | None,
+    arms: Sequence[str],
+    *,
+    phase2_at: float | None = None,
+    epochs_total: int | None = None,
+    labels: Mapping[str, str] | None = None,
+    revision: str | None = None,
+) -> go.Figure:
+    """Both arms on the same axes: loss (left) and accuracy (right); validation solid,
+    train dotted, one colour per arm."""
+    arms = tuple(arms)
+    points: list[tuple[list, list]] = []
+    for metric in METRICS:
+        for arm in arms:
+            rows = _rows(epochs, arm)
+            for column in (f"val_{metric}", metric):
+                points.append(_xy(epoch_x(rows), rows, column))
+    template = _overlay_template(arms, phase2_at, epochs_total, _frozen(labels), revision)
+    return _filled(template, points)
+
+
+# The live view redraws both figures every refresh: their layout (subplots, axes, phase-2
+# marker; tens of ms through plotly's validation) is built once per shape and cached as a
+# dict; each call only fills in the trace data.
+
+
+def _frozen(labels: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((labels or {}).items()))
+
+
+def _xy(x: pd.Series, rows: pd.DataFrame, column: str) -> tuple[list, list]:
+    if not len(rows):
+        return [], []
+    return x.tolist(), rows[column].astype(float).tolist()
+
+
+def _filled(template: dict[str, Any], points: Sequence[tuple[list, list]]) -> go.Figure:
+    """``template``'s figure with each trace's x and y from ``points`` (in trace order).
+    The template was validated when built and the points are plain floats, so plotly's
+    per-property validation is skipped."""
+    data = [
+        {**trace, "x": x, "y": y} for trace, (x, y) in zip(template["data"], points, strict=True)
+    ]
+    return go.Figure({"data": data, "layout": copy.deepcopy(template["layout"])}, _validate=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _arm_curves_template(
+    arms: tuple[str, ...],
+    with_batches: bool,
+    phase2_at: float | None,
+    epochs_total: int | None,
+    labels: tuple[tuple[str, str], ...],
+    revision: str | None,
+) -> dict[str, Any]:
+    lab = _labels(dict(labels))
     fig = make_subplots(
         rows=2,
         cols=len(arms),
@@ -126,19 +200,14 @@ def arm_curves(
         vertical_spacing=0.08,
         subplot_titles=[lab.get(a, a) for a in arms],
     )
-    for col, arm in enumerate(arms, start=1):
-        rows = _rows(epochs, arm)
-        x = epoch_x(rows) if len(rows) else []
+    for col, _arm in enumerate(arms, start=1):
         for row, metric in enumerate(METRICS, start=1):
             first = col == 1 and row == 1
-            for split, column, dash in (
-                ("train", metric, "solid"),
-                ("validation", f"val_{metric}", "dash"),
-            ):
+            for split, dash in (("train", "solid"), ("validation", "dash")):
                 fig.add_trace(
                     go.Scatter(
-                        x=list(x),
-                        y=list(rows[column]) if len(rows) else [],
+                        x=[],
+                        y=[],
                         name=lab[split],
                         legendgroup=split,
                         showlegend=first,
@@ -150,12 +219,11 @@ def arm_curves(
                     row=row,
                     col=col,
                 )
-            if batches is not None and steps_per_epoch:
-                b = _rows(batches, arm)
+            if with_batches:
                 fig.add_trace(
                     go.Scatter(
-                        x=list(batch_x(b, steps_per_epoch)) if len(b) else [],
-                        y=list(b[metric]) if len(b) else [],
+                        x=[],
+                        y=[],
                         name=lab["batches"],
                         legendgroup="batches",
                         showlegend=first,
@@ -182,34 +250,26 @@ def arm_curves(
         hovermode="x unified",
         uirevision=revision,
     )
-    return fig
+    return fig.to_dict()
 
 
-def overlay_curves(
-    epochs: pd.DataFrame | None,
-    arms: Sequence[str],
-    *,
-    phase2_at: float | None = None,
-    epochs_total: int | None = None,
-    labels: Mapping[str, str] | None = None,
-    revision: str | None = None,
-) -> go.Figure:
-    """Both arms on the same axes: loss (left) and accuracy (right); validation solid,
-    train dotted, one colour per arm."""
-    lab = _labels(labels)
+@functools.lru_cache(maxsize=64)
+def _overlay_template(
+    arms: tuple[str, ...],
+    phase2_at: float | None,
+    epochs_total: int | None,
+    labels: tuple[tuple[str, str], ...],
+    revision: str | None,
+) -> dict[str, Any]:
+    lab = _labels(dict(labels))
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=[])
     for col, metric in enumerate(METRICS, start=1):
         for arm in arms:
-            rows = _rows(epochs, arm)
-            x = list(epoch_x(rows)) if len(rows) else []
-            for split, column, dash in (
-                ("validation", f"val_{metric}", "solid"),
-                ("train", metric, "dot"),
-            ):
+            for split, dash in (("validation", "solid"), ("train", "dot")):
                 fig.add_trace(
                     go.Scatter(
-                        x=x,
-                        y=list(rows[column]) if len(rows) else [],
+                        x=[],
+                        y=[],
                         name=f"{lab.get(arm, arm)} · {lab[split]}",
                         legendgroup=f"{arm}-{split}",
                         showlegend=col == 1,
@@ -233,7 +293,7 @@ def overlay_curves(
         hovermode="x unified",
         uirevision=revision,
     )
-    return fig
+    return fig.to_dict()
 
 
 def _phase2_marker(fig: go.Figure, x: float | None, lab: Mapping[str, str]) -> None:

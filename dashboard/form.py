@@ -50,6 +50,28 @@ def nearest_lr(value: float) -> float:
     return min(LR_OPTIONS, key=lambda o: abs(math.log10(o) - math.log10(value)))
 
 
+def snap_lr(key: str, value: Any) -> tuple[float, str | None]:
+    """``value`` as the learning-rate slider can show it: the nearest :data:`LR_OPTIONS`
+    step, and why it had to change when it was outside the slider's range (0, negative,
+    not a number, too large), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    low, high = LR_OPTIONS[0], LR_OPTIONS[-1]
+    snapped = nearest_lr(number)
+    if math.isfinite(number) and low <= number <= high:
+        return snapped, None
+    if not math.isfinite(number) or number <= 0:
+        why = f"{value!r} is not a positive number"
+    else:
+        why = f"{number:g} is above the largest step"
+    return snapped, (
+        f"{key}: {why}; it is set to {snapped:.0e}. The slider goes from {low:.0e} to "
+        f"{high:.0e}: pick a learning rate there"
+    )
+
+
 def source_of(dataset: str) -> str:
     """Which ``dataset_source`` shows ``dataset``."""
     if str(dataset).strip() in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):

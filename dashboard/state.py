@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from pipelines import settings
@@ -74,12 +75,21 @@ def store() -> RunStore:
     return _store(_runs_root())
 
 
+def store_problem() -> str | None:
+    """Why the run store can't be opened (``RUNS_DIR`` is a file, its database is not
+    SQLite, ...), or None. ``app.py`` shows it on every page."""
+    try:
+        store()
+    except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
+        return error_text(e)
+    return None
+
+
 def store_or_stop() -> RunStore:
-    """:func:`store`, or the reason it can't be opened shown and the page stopped."""
+    """:func:`store`, or the page stopped (``app.py`` has shown the reason already)."""
     try:
         return store()
-    except Exception as e:  # noqa: BLE001 - e.g. RUNS_DIR is a file
-        st.error(error_text(e))
+    except Exception:  # noqa: BLE001 - shown by app.py through store_problem()
         st.stop()
 
 
@@ -90,9 +100,23 @@ def start(config: ExperimentConfig) -> str:
 
 
 def status(run_id: str) -> dict[str, Any]:
-    """The run from the store, after collecting exited workers this server started."""
-    with _JOBS_LOCK:
-        return _jobs(_runs_root()).status(run_id)
+    """The run from the store, after collecting exited workers this server started - unless
+    another session is doing that right now: every watching session asks every second, and
+    none should wait for another."""
+    if _JOBS_LOCK.acquire(blocking=False):
+        try:
+            return _jobs(_runs_root()).status(run_id)
+        finally:
+            _JOBS_LOCK.release()
+    return store().get_run(run_id)
+
+
+def curves(run_id: str, kind: str = "epoch") -> pd.DataFrame:
+    """:meth:`RunStore.curves` with plain object columns for text: pandas' Arrow-backed
+    strings make every per-arm comparison of a small frame cost milliseconds."""
+    frame = store().curves(run_id, kind=kind)
+    text = [c for c in ("arm", "phase") if c in frame.columns]
+    return frame.astype(dict.fromkeys(text, object)) if text else frame
 
 
 def kill(run_id: str) -> None:
@@ -103,14 +127,18 @@ def kill(run_id: str) -> None:
 
 def selected_run() -> str | None:
     """The run to show: ``?run=`` in the URL, else this session's last, else the newest
-    queued or running run. None when there is none (or it was deleted)."""
+    queued or running run. None when there is none (or it was deleted). A ``?run=`` that
+    names no run is left in ``st.session_state["missing_run"]`` for the page to say so."""
     s = store_or_stop()
-    for candidate in (st.query_params.get("run"), st.session_state.get("current_run")):
+    wanted = st.query_params.get("run")
+    for candidate in (wanted, st.session_state.get("current_run")):
         if candidate:
             try:
                 s.get_run(candidate)
                 return candidate
             except UserError:
+                if candidate == wanted:
+                    st.session_state["missing_run"] = wanted
                 continue
     active = [r for r in s.list_runs() if r["status"] in ACTIVE]
     return active[0]["run_id"] if active else None
@@ -186,22 +214,105 @@ def samples_current(dataset: str) -> dict[str, list[np.ndarray]]:
     return samples(dataset, str(settings.datasets_dir() or ""))
 
 
+def upload_cap_mb() -> int:
+    """The upload limit in MB: Streamlit's ``server.maxUploadSize`` (``.streamlit/
+    config.toml``). The browser refuses bigger files; :func:`save_upload` checks again."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
 def save_upload(name: str, data: bytes) -> Path:
     """Save an uploaded zip under ``RUNS_DIR/uploads/<sha256>/`` and extract it there
-    (safely, see :mod:`pipelines.data.safezip`); return the data set's root folder."""
-    from pipelines.data.safezip import extract_zip
+    (safely, see :mod:`pipelines.data.safezip`); return the data set's root folder.
+
+    Refused (:class:`UserError`, nothing left under ``uploads/``): over :func:`upload_cap_mb`,
+    not a zip, entries the zip checks refuse (``..``, absolute paths, links, passwords,
+    too many files or bytes declared), a zip that expands past the cap while written, and
+    one without two class folders. Bad images inside are the data set report's business."""
+    from pipelines.data import safezip
+    from pipelines.data.scan import scan_folder, too_few_classes
     from pipelines.data.sources import uploads_dir
 
+    cap = upload_cap_mb()
+    if len(data) > cap * 2**20:
+        raise UserError(
+            f"{name} is {len(data) / 2**20:.1f} MB, over this dashboard's upload limit of "
+            f"{cap} MB: zip fewer or smaller images (the host sets the limit, "
+            "server.maxUploadSize)"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            safezip.check_entries(zf, name)  # before anything is written
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise UserError(
+            f"{name} is not a zip file (or a damaged one): zip a folder with one sub-folder "
+            "per class and upload that"
+        ) from None
     digest = hashlib.sha256(data).hexdigest()
     target = uploads_dir() / digest
-    target.mkdir(parents=True, exist_ok=True)
-    zip_path = target / "upload.zip"
-    if not zip_path.is_file() or zip_path.stat().st_size != len(data):
-        zip_path.write_bytes(data)
-    if not zipfile.is_zipfile(zip_path):
-        raise UserError(f"{name} is not a zip file: zip a folder with one sub-folder per class")
-    root, _skipped = extract_zip(zip_path, target, digest=digest)
+    fresh = not target.exists()  # an earlier upload of the same bytes is kept
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        zip_path = target / "upload.zip"
+        if not zip_path.is_file() or zip_path.stat().st_size != len(data):
+            zip_path.write_bytes(data)
+        root, _skipped = safezip.extract_zip(zip_path, target, digest=digest)
+        if problem := too_few_classes(scan_folder(root, shown=name)):
+            raise UserError(problem)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return root
+
+
+def upload_skipped(dataset: str) -> list[dict[str, str]]:
+    """The entries left out when the uploaded zip that ``dataset`` lies in was extracted
+    (hidden files, ``__MACOSX/``, entries that fail to decompress) as ``{path, reason}``;
+    [] for a data set that is not an upload. Read back from the finished extraction."""
+    from pipelines.data import safezip
+    from pipelines.data.sources import uploads_dir
+
+    uploads = uploads_dir()
+    try:
+        digest = Path(dataset).relative_to(uploads).parts[0]
+    except (ValueError, IndexError):
+        return []
+    zip_path = uploads / digest / "upload.zip"
+    if not zip_path.is_file():
+        return []
+    try:
+        _root, skipped = safezip.extract_zip(zip_path, uploads / digest, digest=digest)
+    except Exception:  # noqa: BLE001 - the data set report says what is wrong with it
+        return []
+    return [s.to_dict() for s in skipped]
+
+
+def is_builtin(backbone: str) -> bool:
+    """Whether ``backbone`` is a built-in catalogue id (a known image model)."""
+    return any(b["id"] == backbone and b.get("builtin") for b in catalogue())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _backbone_problem(backbone: str, image_size: int | None, mtime: float) -> str | None:
+    from pipelines.backbones import load_layer
+
+    try:
+        load_layer(backbone, image_size=image_size)
+    except Exception as e:  # noqa: BLE001 - the reason is what the form shows
+        return error_text(e)
+    return None
+
+
+def backbone_problem(backbone: str, image_size: int | None) -> str | None:
+    """Why a backbone outside the built-ins can't train on ``image_size`` images (the
+    engine's own check: it is loaded and called on one blank image - not an image model,
+    wrong output rank, a size its signature refuses), or None. Built-ins are not loaded.
+    Cached per backbone, size and the folder's modification time."""
+    if is_builtin(backbone):
+        return None
+    path = Path(backbone).expanduser()
+    mtime = path.stat().st_mtime if path.is_dir() else 0.0
+    return _backbone_problem(backbone, image_size, mtime)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -232,15 +343,21 @@ def imagenet_top5(backbone: str, image_bytes: bytes) -> list[dict[str, Any]]:
     return top_k(backbone, decode(image_bytes, size)[None], 5)[0]
 
 
-def decode(data: bytes, size: int) -> np.ndarray:
-    """An image file's bytes as a ``size`` x ``size`` uint8 RGB array; UserError if not."""
+def decode(data: bytes, size: int, name: str = "that file") -> np.ndarray:
+    """An image file's bytes as a ``size`` x ``size`` uint8 RGB array; UserError naming
+    ``name`` and the reason (empty, not an image, truncated, too large) if not."""
     from pipelines.data.images import BadImage, read_image
 
+    if not data:
+        raise UserError(f"{name} is an empty file (0 bytes): {_IMAGE_HINT}")
     try:
         pixels, _ = read_image(data, size)
     except BadImage as e:
-        raise UserError(f"that file is not a usable image: {e}") from None
+        raise UserError(f"{name} is not a usable image: {e}; {_IMAGE_HINT}") from None
     return pixels
+
+
+_IMAGE_HINT = "upload a photo (JPEG, PNG, WebP, BMP or GIF)"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -10,34 +10,24 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from pipelines.store import ACTIVE, RunStore, process_alive
 from tests.conftest_dashboard import APP, ROOT
 from tests.conftest_data import make_image_folder
+from tests.served import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    POINTS_JS,
+    free_port,
+    kill_workers,
+    wait_until_serving,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# The first plotly chart of the run view is the side-by-side curves; its first trace is
-# the ImageNet arm's train loss, one point per finished epoch.
-POINTS_JS = """() => {
-  const plots = document.querySelectorAll('.js-plotly-plot');
-  if (!plots.length || !plots[0].data || !plots[0].data.length) return -1;
-  return (plots[0].data[0].x || []).length;
-}"""
 EPOCHS = 4  # phase1.epochs 3 + phase2.epochs 1
 
 pytestmark = [
@@ -48,27 +38,6 @@ pytestmark = [
         ".ci/run installs it)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r,
-        ):
-            if r.status == 200:
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not serve {url} within {timeout:.0f} s")
 
 
 @pytest.fixture
@@ -120,20 +89,7 @@ def served_app(tmp_path: Path, lite0_handle: str):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
         log.close()
-        _kill_workers(runs)
-
-
-def _kill_workers(runs: Path) -> None:
-    """Workers outlive the server by design; end the ones this test started."""
-    if not (runs / "runs.sqlite3").exists():
-        return
-    store = RunStore(runs)
-    for run in store.list_runs():
-        pid = run["worker_pid"]
-        if run["status"] in ACTIVE and pid and process_alive(pid, run["worker_started"]):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    store.close()
+        kill_workers(runs)
 
 
 def fill(page, label: str, value: str) -> None:

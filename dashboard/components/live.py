@@ -4,24 +4,37 @@ The live panel is a fragment that rereads the run store every ``REFRESH_S`` seco
 the run is queued or running (cheap SQLite reads; no page reload, the rest of the app stays
 usable). When it sees the run finish it reruns the whole page once, which draws the panel
 without the timer and the results below it.
+
+Many people watch one run (a seminar room), so what the panel shows is read from the store
+at most every ``SNAPSHOT_S`` per run and shared by every session (:func:`snapshot`), and the
+charts are built once per state of the run (:func:`_figures`): its number of epoch rows
+and, for the faint per-batch curve, the last ``BATCH_CURVE_EVERY_S`` boundary. A session's
+refresh then only sends what it shows, and a chart whose figure has not changed is not
+redrawn by the browsers either.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import figures, state
 from dashboard.components import results
-from dashboard.i18n import figure_labels, t
+from dashboard.i18n import figure_labels, lang, t
 from pipelines.store import ACTIVE
 
-REFRESH_S = 1.5
+REFRESH_S = 1.0
+SNAPSHOT_S = 0.5
+BATCH_CURVE_EVERY_S = 5.0
+LOG_LINES = 40
 # Phases as the trainer names them; 1 and 2 are accepted too.
 PHASES = {1: "feature_extraction", 2: "fine_tuning"}
 FORCE_STOP_AFTER_S = 10.0
@@ -50,20 +63,56 @@ def render(run_id: str) -> None:
 
 def _panel(run_id: str, was_active: bool) -> None:
     with state.shown_errors():
-        run = state.status(run_id)  # also collects exited workers
+        snap = snapshot(run_id)
+        run = snap.run
         if was_active and run["status"] not in ACTIVE:
             st.rerun()  # the whole page: panel without timer, results below
-        s = state.store()
-        epochs = s.curves(run_id, kind="epoch")
-        batches = s.curves(run_id, kind="batch")
-        _header(run)
-        _progress(run, epochs)
-        _headline(run, epochs)
-        _charts(run, epochs, batches)
-        _log(run_id)
+        _header(run, snap.size)
+        _progress(run, snap)
+        _headline(run, snap.numbers)
+        _charts(run, snap)
+        _log(snap)
 
 
-def _header(run: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class Snapshot:
+    """What the live panel shows of a run at one moment; shared, so read-only."""
+
+    run: dict[str, Any]
+    counts: dict[str, int]  # epoch rows per arm
+    numbers: dict[str, dict[str, float | None]]  # see headline()
+    newest_epoch: float  # when the newest epoch row was written (0: none yet)
+    events: list[dict[str, Any]]  # the last LOG_LINES
+    event_count: int
+    size: int | str  # the image size trained on
+
+
+def snapshot(run_id: str) -> Snapshot:
+    """The run as the store had it at most ``SNAPSHOT_S`` ago."""
+    root = str(state.store().root.resolve())
+    return _snapshot(run_id, root, math.floor(time.time() / SNAPSHOT_S))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
+    run = state.status(run_id)  # also collects exited workers
+    epochs = state.curves(run_id)
+    events = state.store().events(run_id)
+    arms = run["config"]["arms"]
+    config = run["config"]
+    size = config.get("image_size") or (run.get("summary") or {}).get("image_size")
+    return Snapshot(
+        run=run,
+        counts={arm: int((epochs["arm"] == arm).sum()) for arm in arms},
+        numbers=headline(run, epochs),
+        newest_epoch=float(epochs["time"].max()) if len(epochs) else 0.0,
+        events=events[-LOG_LINES:],
+        event_count=len(events),
+        size=size or _native_size(config.get("backbone", "")),
+    )
+
+
+def _header(run: dict[str, Any], size: int | str) -> None:
     config = run["config"]
     status = run["status"]
     left, right = st.columns([4, 1], vertical_alignment="center")
@@ -72,8 +121,6 @@ def _header(run: dict[str, Any]) -> None:
             f"#### {t('run.title', id=run['run_id'])} "
             f":{STATUS_COLORS.get(status, 'gray')}-badge[{t(f'status.{status}')}]"
         )
-        size = config.get("image_size") or (run.get("summary") or {}).get("image_size")
-        size = size or _native_size(config.get("backbone", ""))
         st.caption(
             t(
                 "run.subtitle",
@@ -136,23 +183,24 @@ def _request_stop(run_id: str) -> None:
     with state.shown_errors():
         state.store().request_stop(run_id)
         st.session_state[f"stop_asked.{run_id}"] = time.time()
+    _snapshot.clear()  # show "Stopping" at once
 
 
 def _kill(run_id: str) -> None:
     """Force-stop callback: SIGKILL the worker; the run is marked stopped, its rows kept."""
     with state.shown_errors():
         state.kill(run_id)
+    _snapshot.clear()
 
 
-def _progress(run: dict[str, Any], epochs: pd.DataFrame) -> None:
+def _progress(run: dict[str, Any], snap: Snapshot) -> None:
     arms = run["config"]["arms"]
     cols = st.columns(len(arms))
     for col, arm in zip(cols, arms, strict=True):
-        value, text = progress_text(run, arm, int((epochs["arm"] == arm).sum()))
+        value, text = progress_text(run, arm, snap.counts[arm])
         col.progress(value, text=f"**{t(f'arm.{arm}')}** · {text}")
-    events = state.store().events(run["run_id"])
-    if events and run["status"] in ACTIVE:
-        st.caption(f":material/hourglass_top: {events[-1]['message']}")
+    if snap.events and run["status"] in ACTIVE:
+        st.caption(f":material/hourglass_top: {snap.events[-1]['message']}")
 
 
 def progress_text(run: Mapping[str, Any], arm: str, epochs_done: int) -> tuple[float, str]:
@@ -214,8 +262,7 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.1%}"
 
 
-def _headline(run: dict[str, Any], epochs: pd.DataFrame) -> None:
-    numbers = headline(run, epochs)
+def _headline(run: dict[str, Any], numbers: dict[str, dict[str, float | None]]) -> None:
     finished = run["status"] not in ACTIVE
     arms = list(numbers)
     cols = st.columns(len(arms) + (1 if len(arms) == 2 else 0))
@@ -244,50 +291,96 @@ def _headline(run: dict[str, Any], epochs: pd.DataFrame) -> None:
             cols[2].metric(t("headline.diff"), "–", border=True)
 
 
-def _charts(run: dict[str, Any], epochs: pd.DataFrame, batches: pd.DataFrame) -> None:
+def _charts(run: dict[str, Any], snap: Snapshot) -> None:
     config = run["config"]
     arms = config["arms"]
-    labels = figure_labels()
     total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
     steps = next(
         (p.get("steps_per_epoch") for p in (run.get("progress") or {}).values() if p), None
     )
-    at = figures.phase2_start(config)
-    counts = " · ".join(f"{t(f'arm.{a}')}: {int((epochs['arm'] == a).sum())}" for a in arms)
+    counts = " · ".join(f"{t(f'arm.{a}')}: {snap.counts[a]}" for a in arms)
     st.caption(t("charts.points", counts=counts, total=total))
-    st.plotly_chart(
-        figures.arm_curves(
-            epochs,
-            arms,
-            batches=batches,
-            steps_per_epoch=steps,
-            phase2_at=at,
-            epochs_total=total,
-            labels=labels,
-            revision=run["run_id"],
-        ),
-        config={"displaylogo": False},
+    curves, overlay = _figures(
+        run["run_id"],
+        str(state.store().root.resolve()),
+        sum(snap.counts.values()),
+        batch_cutoff(snap.newest_epoch, active=run["status"] in ACTIVE),
+        steps,
+        lang(),
     )
-    if len(arms) > 1:
+    st.plotly_chart(curves, config={"displaylogo": False})
+    if overlay is not None:
         st.markdown(f"**{t('charts.overlay')}**")
-        st.plotly_chart(
-            figures.overlay_curves(
-                epochs,
-                arms,
-                phase2_at=at,
-                epochs_total=total,
-                labels=labels,
-                revision=run["run_id"],
-            ),
-            config={"displaylogo": False},
+        st.plotly_chart(overlay, config={"displaylogo": False})
+
+
+def batch_cutoff(newest_epoch: float, *, active: bool, now: float | None = None) -> float:
+    """Batch rows written up to this time go into the per-batch curve: the last
+    ``BATCH_CURVE_EVERY_S`` boundary or the newest epoch row, whichever is later (so the
+    curve reaches every epoch point as it appears); everything once the run is over."""
+    if not active:
+        return math.inf
+    now = time.time() if now is None else now
+    return max(math.floor(now / BATCH_CURVE_EVERY_S) * BATCH_CURVE_EVERY_S, newest_epoch)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _figures(
+    run_id: str,
+    root: str,
+    epoch_rows: int,
+    batches_until: float,
+    steps: int | None,
+    language: str,
+) -> tuple[go.Figure, go.Figure | None]:
+    """The side-by-side and overlay figures of a run as it is (its first ``epoch_rows``
+    epoch rows, batch rows written up to ``batches_until``), shared by every session that
+    shows the same state. Read-only: ``st.plotly_chart`` copies what it sends."""
+    s = state.store()
+    run = s.get_run(run_id)
+    config = run["config"]
+    arms = config["arms"]
+    epochs = state.curves(run_id).iloc[:epoch_rows]
+    batches = state.curves(run_id, kind="batch")
+    batches = batches[batches["time"] <= batches_until]
+    labels = figure_labels()
+    total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
+    at = figures.phase2_start(config)
+    curves = figures.arm_curves(
+        epochs,
+        arms,
+        batches=batches,
+        steps_per_epoch=steps,
+        phase2_at=at,
+        epochs_total=total,
+        labels=labels,
+        revision=run_id,
+    )
+    overlay = None
+    if len(arms) > 1:
+        overlay = figures.overlay_curves(
+            epochs, arms, phase2_at=at, epochs_total=total, labels=labels, revision=run_id
         )
+    return _Prepared(curves), _Prepared(overlay) if overlay is not None else None
 
 
-def _log(run_id: str) -> None:
-    events = state.store().events(run_id)
-    with st.expander(t("run.log", n=len(events))):
+class _Prepared(go.Figure):
+    """A finished figure, to be drawn only: its plain dict is made once. ``st.plotly_chart``
+    asks every figure for ``to_dict()`` on every rerun - a deep copy of every point - and a
+    shared figure is drawn by every watching session every ``REFRESH_S``."""
+
+    def __init__(self, figure: go.Figure) -> None:
+        super().__init__()  # empty: nothing but to_dict() is read
+        self._prepared = figure.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._prepared)  # callers read it; the top level may be replaced
+
+
+def _log(snap: Snapshot) -> None:
+    with st.expander(t("run.log", n=snap.event_count)):
         lines = [
             f"{datetime.fromtimestamp(e['time']).strftime('%H:%M:%S')}  {e['message']}"
-            for e in events[-40:]
+            for e in snap.events
         ]
         st.code("\n".join(lines) or "–", language=None)

@@ -109,19 +109,15 @@ def _misclassified(found: dict[str, dict]) -> None:
 
 def _try_image(run: dict[str, Any], found: dict[str, dict]) -> None:
     run_id = run["run_id"]
-    upload = st.file_uploader(
-        t("try.upload"),
-        type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
-        key=f"try.{run_id}",
-        help=t("try.help"),
-    )
+    # No type= filter: a phone's photo may have any name; decode() says what is wrong.
+    upload = st.file_uploader(t("try.upload"), key=f"try.{run_id}", help=t("try.help"))
     if upload is None:
         return
     data = upload.getvalue()
     size = int((run.get("summary") or {}).get("image_size") or 224)
     cols = st.columns([1] + [2] * (len(found) + 1))
     with state.shown_errors():
-        image = state.decode(data, size)
+        image = state.decode(data, size, upload.name)
         cols[0].image(image, caption=upload.name, width="stretch")
         for col, (arm, result) in zip(cols[1:], found.items(), strict=False):
             with col, state.shown_errors():

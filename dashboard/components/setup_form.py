@@ -80,6 +80,8 @@ def _source_changed() -> None:
 
 
 def _zip_uploaded() -> None:
+    """Upload callback: extract the zip and point ``dataset`` at it; a refusal lands in
+    ``upload_error`` and ``dataset`` is cleared (not left pointing at an older upload)."""
     upload = st.session_state.get("dataset_zip")
     st.session_state.pop("upload_error", None)
     if upload is None:
@@ -88,6 +90,7 @@ def _zip_uploaded() -> None:
         root = state.save_upload(upload.name, upload.getvalue())
     except Exception as e:  # noqa: BLE001 - shown as a message
         st.session_state["upload_error"] = state.error_text(e)
+        st.session_state["dataset"] = ""
         return
     st.session_state["dataset"] = str(root)
 
@@ -110,6 +113,8 @@ def _start() -> None:
 def _cross_check(config: Config) -> None:
     """Checks needing the blocks and the data set; the engine repeats them in the worker."""
     block_count = len(state.blocks_for(config.backbone))
+    if problem := state.backbone_problem(config.backbone, config.image_size):
+        raise UserError(problem)
     report = state.inspect_current(config.dataset)
     if report["problems"]:
         raise UserError("; ".join(report["problems"]))
@@ -136,18 +141,21 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
     config = None
     try:
         config = form.config_from_values(st.session_state)
-        if report is not None and blocks is not None:
+    except Exception as e:  # noqa: BLE001 - shown as a message
+        problem = state.error_text(e)
+        if report is None and problem.startswith("dataset:"):
+            problem = None  # the data section says what is missing
+    if problem is None and (report is None or report.get("problems") or blocks is None):
+        problem = t("setup.fix_above")  # the section below names the problem
+    if problem is None and config is not None:
+        try:
             form.check_against(
                 config,
                 block_count=len(blocks),
                 train_images=form.train_images(report, config.train_per_class),
             )
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        problem = state.error_text(e)
-    if report is None or blocks is None:
-        problem = problem or t("setup.fix_above")
-    elif report.get("problems"):
-        problem = problem or "; ".join(report["problems"])
+        except Exception as e:  # noqa: BLE001 - shown as a message
+            problem = state.error_text(e)
     with right:
         st.button(
             t("start"),
@@ -195,8 +203,13 @@ def _data_section() -> dict | None:
         **KEEP,
     )
     if source == "upload":
+        # No type= filter: Streamlit would answer a wrong file with an exception; the
+        # upload callback refuses it with a message instead.
         st.file_uploader(
-            t("field.upload"), type=["zip"], key="dataset_zip", on_change=_zip_uploaded
+            t("field.upload"),
+            key="dataset_zip",
+            on_change=_zip_uploaded,
+            help=t("upload.help", mb=state.upload_cap_mb()),
         )
         if err := st.session_state.get("upload_error"):
             st.error(err)
@@ -252,7 +265,7 @@ def _data_report(dataset: str, report: dict) -> None:
             if images:
                 st.caption(name)
                 st.image(images, width=72)
-    skipped = report["skipped"]
+    skipped = state.upload_skipped(dataset) + report["skipped"]
     with st.expander(t("dataset.skipped", n=len(skipped)), expanded=False):
         if skipped:
             frame = pd.DataFrame(skipped).rename(
@@ -315,10 +328,15 @@ def _backbone_section(ids: list[str]) -> list | None:
         return None
     try:
         with st.spinner(t("backbone.preparing")):
-            return state.blocks_for(backbone)
+            blocks = state.blocks_for(backbone)
+            problem = state.backbone_problem(backbone, st.session_state.get("image_size"))
     except Exception as e:  # noqa: BLE001 - shown as a message
         st.error(state.error_text(e))
         return None
+    if problem:
+        st.error(problem)
+        return None
+    return blocks
 
 
 def _arms_and_training_section() -> None:
@@ -375,6 +393,13 @@ def _lr_text(value: float) -> str:
 
 
 def _lr_slider(key: str) -> None:
+    # Streamlit would silently reset a value that is not a step; say what happened instead.
+    value = st.session_state.get(key)
+    if value not in form.LR_OPTIONS:
+        snapped, problem = form.snap_lr(key, value)
+        st.session_state[key] = snapped
+        if problem:
+            st.warning(problem, icon=":material/tune:")
     st.select_slider(
         t(f"field.{key}"),
         options=form.LR_OPTIONS,

@@ -18,6 +18,8 @@ elif not run_id and "run" in st.query_params:
 
 st.title(t("experiment.title"))
 st.caption(t("experiment.intro"))
+if missing := st.session_state.pop("missing_run", None):
+    st.warning(t("run.missing", id=missing), icon=":material/link_off:")
 VIEWS = ("setup", "run")
 view = st.segmented_control(
     t("experiment.view"),
