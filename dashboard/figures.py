@@ -100,7 +100,17 @@ def _x_axis(epochs_total: int | None) -> dict[str, Any]:
     return axis
 
 
-def arm_curves(
+def arm_curves(*args: Any, **kwargs: Any) -> go.Figure:
+    """:func:`arm_curves_spec` as a figure."""
+    return _figure(arm_curves_spec(*args, **kwargs))
+
+
+def overlay_curves(*args: Any, **kwargs: Any) -> go.Figure:
+    """:func:`overlay_curves_spec` as a figure."""
+    return _figure(overlay_curves_spec(*args, **kwargs))
+
+
+def arm_curves_spec(
     epochs: pd.DataFrame | None,
     arms: Sequence[str],
     *,
@@ -110,7 +120,7 @@ def arm_curves(
     epochs_total: int | None = None,
     labels: Mapping[str, str] | None = None,
     revision: str | None = None,
-) -> go.Figure:
+) -> dict[str, Any]:
     """Loss (top row) and accuracy (bottom row), one column per arm, y shared along a row.
 
     Per arm and metric: the train and validation epoch curves and, with ``batches`` and
@@ -134,7 +144,7 @@ def arm_curves(
     return _filled(template, points)
 
 
-def overlay_curves(
+def overlay_curves_spec(
     epochs: pd.DataFrame | None,
     arms: Sequence[str],
     *,
@@ -142,7 +152,7 @@ def overlay_curves(
     epochs_total: int | None = None,
     labels: Mapping[str, str] | None = None,
     revision: str | None = None,
-) -> go.Figure:
+) -> dict[str, Any]:
     """Both arms on the same axes: loss (left) and accuracy (right); validation solid,
     train dotted, one colour per arm."""
     arms = tuple(arms)
@@ -156,9 +166,10 @@ def overlay_curves(
     return _filled(template, points)
 
 
-# The live view redraws both figures every refresh: their layout (subplots, axes, phase-2
+# The live view redraws both figures as a run trains: their layout (subplots, axes, phase-2
 # marker; tens of ms through plotly's validation) is built once per shape and cached as a
-# dict; each call only fills in the trace data.
+# dict; each call only fills in the trace data. The *_spec builders return the plain dict,
+# for callers that only send it (no Figure object, no deep copy).
 
 
 def _frozen(labels: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -171,14 +182,18 @@ def _xy(x: pd.Series, rows: pd.DataFrame, column: str) -> tuple[list, list]:
     return x.tolist(), rows[column].astype(float).tolist()
 
 
-def _filled(template: dict[str, Any], points: Sequence[tuple[list, list]]) -> go.Figure:
-    """``template``'s figure with each trace's x and y from ``points`` (in trace order).
-    The template was validated when built and the points are plain floats, so plotly's
-    per-property validation is skipped."""
+def _filled(template: dict[str, Any], points: Sequence[tuple[list, list]]) -> dict[str, Any]:
+    """``template`` with each trace's x and y from ``points`` (in trace order)."""
     data = [
         {**trace, "x": x, "y": y} for trace, (x, y) in zip(template["data"], points, strict=True)
     ]
-    return go.Figure({"data": data, "layout": copy.deepcopy(template["layout"])}, _validate=False)
+    return {"data": data, "layout": copy.deepcopy(template["layout"])}
+
+
+def _figure(spec: dict[str, Any]) -> go.Figure:
+    """``spec`` as a figure. Its template was validated when built and the points are
+    plain floats, so plotly's per-property validation is skipped."""
+    return go.Figure(spec, _validate=False)
 
 
 @functools.lru_cache(maxsize=64)

@@ -76,21 +76,21 @@ def store() -> RunStore:
 
 
 def store_problem() -> str | None:
-    """Why the run store can't be opened (``RUNS_DIR`` is a file, its database is not
-    SQLite, ...), or None. ``app.py`` shows it on every page."""
+    """Why the run store can't be read now (``RUNS_DIR`` is a file, its database is not
+    SQLite, ...), or None. ``app.py`` shows it on every page. One small query, so a file
+    broken while the server runs is noticed too (the store object itself is cached)."""
     try:
-        store()
+        store().runs_with_status("running")
     except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
         return error_text(e)
     return None
 
 
 def store_or_stop() -> RunStore:
-    """:func:`store`, or the page stopped (``app.py`` has shown the reason already)."""
-    try:
-        return store()
-    except Exception:  # noqa: BLE001 - shown by app.py through store_problem()
+    """:func:`store`, or the page stopped if it can't be read (``app.py`` has shown why)."""
+    if store_problem() is not None:
         st.stop()
+    return store()
 
 
 def start(config: ExperimentConfig) -> str:

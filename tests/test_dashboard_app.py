@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
 
+from dashboard.components import live
 from tests.conftest_dashboard import APP, write_run
 
 RUNS_PAGE = "views/runs.py"
@@ -314,6 +317,34 @@ def test_live_view_of_a_running_run(app, dashboard_env):
     assert at.button(key=f"stop.{run_id}")
     assert "· 32 px ·" in " ".join(c.value for c in at.caption)
     assert not at.subheader  # no results while running
+
+
+def test_sessions_watching_one_run_share_its_snapshot_and_charts(app, dashboard_env, monkeypatch):
+    """Twenty people on one run: the store is read and the charts built once, not per tab."""
+    from dashboard import figures
+
+    run_id = write_run(dashboard_env.store, status="running", epochs_done=4)
+    built = []
+    original = figures.arm_curves_spec
+    monkeypatch.setattr(
+        figures, "arm_curves_spec", lambda *a, **k: built.append(1) or original(*a, **k)
+    )
+    tabs = [ok(app(run=run_id).run()) for _ in range(3)]
+    assert len(built) == 1
+    specs = {tab.get("plotly_chart")[0].proto.spec for tab in tabs}
+    assert len(specs) == 1
+    dashboard_env.store.log_epoch(run_id, "imagenet", "fine_tuning", 4, 0.1, 0.9, 0.1, 0.95, 1, 40)
+    time.sleep(live.SNAPSHOT_S)  # the next snapshot sees the new row
+    tab = ok(app(run=run_id).run())
+    assert len(built) == 2
+    assert len(json.loads(tab.get("plotly_chart")[0].proto.spec)["data"][0]["x"]) == 5
+
+
+def test_the_per_batch_curve_catches_up_with_each_epoch_point():
+    every = live.BATCH_CURVE_EVERY_S
+    assert live.batch_cutoff(0.0, active=False) == math.inf
+    assert live.batch_cutoff(0.0, active=True, now=2.5 * every) == 2 * every
+    assert live.batch_cutoff(2.2 * every, active=True, now=2.5 * every) == 2.2 * every
 
 
 def test_stop_asks_the_worker_to_stop(app, dashboard_env):

@@ -326,6 +326,23 @@ def broken_store(content: bytes | None, page: str = EXPERIMENT_PAGE):
     return drive
 
 
+def store_broken_later(page: str = EXPERIMENT_PAGE):
+    """A store that worked when the page first opened and is garbage by the next rerun."""
+
+    def drive(ctx: Ctx) -> None:
+        ctx.setup = False
+        ctx.open()
+        if page != EXPERIMENT_PAGE:
+            ok(ctx.at.switch_page(page).run())
+        ctx.env.store.close()
+        for suffix in ("", "-wal", "-shm"):
+            (ctx.env.runs / f"runs.sqlite3{suffix}").unlink(missing_ok=True)
+        (ctx.env.runs / "runs.sqlite3").write_bytes(b"PK\x03\x04 a zip, not a database" * 50)
+        ok(ctx.at.run())
+
+    return drive
+
+
 def failed_run(error: str):
     """A run the worker failed with the engine's message (found only while loading)."""
 
@@ -690,6 +707,16 @@ CASES = [
     Case(
         "store-empty-garbage",
         broken_store(noise(4096)),
+        "is not a SQLite database",
+    ),
+    Case(
+        "store-broken-while-serving-experiment",
+        store_broken_later(),
+        "is not a SQLite database",
+    ),
+    Case(
+        "store-broken-while-serving-runs",
+        store_broken_later(RUNS_PAGE),
         "is not a SQLite database",
     ),
     Case("runs-dir-is-a-file", broken_store(None), "is a file; set RUNS_DIR to a folder"),

@@ -170,3 +170,26 @@ def test_probabilities_bar_sorted_most_likely_on_top():
 @pytest.mark.parametrize(("n", "text"), [(992, "992"), (37_100, "37.1 k"), (1_017_600, "1.02 M")])
 def test_count(n, text):
     assert figures.count(n) == text
+
+
+def test_curves_share_a_cached_layout_but_never_data():
+    """The layout is built once per shape and cached; data and later edits stay per figure."""
+    small = figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
+    big = figures.arm_curves(epoch_rows(4), ARMS, phase2_at=2.0, epochs_total=5)
+    assert list(small.data[0].x) == [1.0, 2.0] and list(big.data[0].x) == [1.0, 2.0, 3.0, 4.0]
+    small.update_layout(title_text="changed")
+    again = figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
+    assert again.layout.title.text is None
+    assert (
+        again.to_dict()
+        == figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5).to_dict()
+    )
+
+
+def test_overlay_layout_follows_the_labels():
+    de = figures.overlay_curves(epoch_rows(), ARMS, labels={"imagenet": "ImageNet-Gewichte"})
+    en = figures.overlay_curves(epoch_rows(), ARMS)
+    assert de.data[0].name.startswith("ImageNet-Gewichte") and en.data[0].name.startswith(
+        "ImageNet"
+    )
+    assert de.data[0].name != en.data[0].name

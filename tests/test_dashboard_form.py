@@ -76,6 +76,24 @@ def test_learning_rates_snap_to_log_steps():
     assert form.nearest_lr(0) == 1e-6
 
 
+@pytest.mark.parametrize(
+    ("value", "snapped", "problem"),
+    [
+        (1e-3, 1e-3, None),
+        (3e-4, 2e-4, None),  # in range, between steps: snapped quietly
+        (0.0, 1e-6, "phase1.lr: 0.0 is not a positive number; it is set to 1e-06"),
+        (-1e-4, 1e-6, "-0.0001 is not a positive number"),
+        (float("nan"), 1e-6, "nan is not a positive number"),
+        ("fast", 1e-6, "'fast' is not a positive number"),
+        (1e9, 0.5, "1e+09 is above the largest step; it is set to 5e-01"),
+    ],
+)
+def test_a_learning_rate_outside_the_slider_is_snapped_and_said(value, snapped, problem):
+    got, why = form.snap_lr("phase1.lr", value)
+    assert got == snapped
+    assert (why is None) if problem is None else (problem in why)
+
+
 def test_presets_are_valid_and_keep_the_data_set():
     current = ExperimentConfig(dataset="/my/data")
     quick = form.preset_config("quick", current)

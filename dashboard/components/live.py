@@ -346,7 +346,7 @@ def _figures(
     labels = figure_labels()
     total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
     at = figures.phase2_start(config)
-    curves = figures.arm_curves(
+    curves = figures.arm_curves_spec(
         epochs,
         arms,
         batches=batches,
@@ -358,20 +358,20 @@ def _figures(
     )
     overlay = None
     if len(arms) > 1:
-        overlay = figures.overlay_curves(
+        overlay = figures.overlay_curves_spec(
             epochs, arms, phase2_at=at, epochs_total=total, labels=labels, revision=run_id
         )
     return _Prepared(curves), _Prepared(overlay) if overlay is not None else None
 
 
 class _Prepared(go.Figure):
-    """A finished figure, to be drawn only: its plain dict is made once. ``st.plotly_chart``
-    asks every figure for ``to_dict()`` on every rerun - a deep copy of every point - and a
+    """A figure to be drawn only, from its finished plain dict. ``st.plotly_chart`` asks
+    every figure for ``to_dict()`` on every rerun - a deep copy of every point - and a
     shared figure is drawn by every watching session every ``REFRESH_S``."""
 
-    def __init__(self, figure: go.Figure) -> None:
+    def __init__(self, spec: dict[str, Any]) -> None:
         super().__init__()  # empty: nothing but to_dict() is read
-        self._prepared = figure.to_dict()
+        self._prepared = spec
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self._prepared)  # callers read it; the top level may be replaced
