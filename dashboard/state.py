@@ -9,8 +9,10 @@ them (tests point them at temporary folders).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
 import shutil
 import tempfile
 import threading
@@ -57,7 +59,14 @@ def shown_errors(where: Any = None) -> Iterator[None]:
 
 
 def _runs_root() -> str:
-    return str(settings.runs_dir().resolve())
+    return _resolved(str(settings.runs_dir()), os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str, cwd: str) -> str:
+    # Every live refresh of every session asks for the store; resolving is a realpath()
+    # walk of system calls, so it is done once per setting and working folder.
+    return str(Path(cwd, path).resolve())
 
 
 @st.cache_resource(show_spinner=False)

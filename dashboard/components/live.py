@@ -89,7 +89,7 @@ class Snapshot:
 
 def snapshot(run_id: str) -> Snapshot:
     """The run as the store had it at most ``SNAPSHOT_S`` ago."""
-    root = str(state.store().root.resolve())
+    root = str(state.store().root)
     return _snapshot(run_id, root, math.floor(time.time() / SNAPSHOT_S))
 
 
@@ -302,7 +302,7 @@ def _charts(run: dict[str, Any], snap: Snapshot) -> None:
     st.caption(t("charts.points", counts=counts, total=total))
     curves, overlay = _figures(
         run["run_id"],
-        str(state.store().root.resolve()),
+        str(state.store().root),
         sum(snap.counts.values()),
         batch_cutoff(snap.newest_epoch, active=run["status"] in ACTIVE),
         steps,

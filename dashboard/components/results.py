@@ -152,7 +152,7 @@ def _short(label: str, limit: int = 24) -> str:
 
 def _downloads(run: dict[str, Any], found: dict[str, dict]) -> None:
     run_id = run["run_id"]
-    root = str(state.store().root.resolve())
+    root = str(state.store().root)
     st.download_button(
         t("download.csv"),
         data=state.metrics_csv(run_id, root, run["updated"]),
