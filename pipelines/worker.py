@@ -30,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import ExperimentConfig
@@ -217,8 +218,11 @@ def _wait_for_slot(
 def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Event) -> None:
     """Beat every ``HEARTBEAT_S`` until ``done``. Also carries stop requests both ways: a
     signal's request into the store (a signal handler must not use the main thread's
-    connection), and the store's request into ``flag`` even while the trainer is busy."""
+    connection), and the store's request into ``flag`` even while the trainer is busy.
+    Stops the run when its store file is deleted or replaced: nobody could see or stop
+    it any more, and it would train on unseen (and hold the CPUs)."""
     written = False
+    identity = _file_identity(store.path)
     try:
         while True:
             flag.wake.wait(HEARTBEAT_S)
@@ -228,6 +232,14 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
                 written = True
             if done.is_set():
                 return
+            if not flag.is_set() and _file_identity(store.path) != identity:
+                print(
+                    f"stopping: the run store {store.path} was deleted or replaced while "
+                    "this run trained",
+                    file=sys.stderr,
+                )
+                flag.set()
+                continue
             store.heartbeat(run_id)
             if not flag.is_set() and store.stop_requested(run_id):
                 flag.set()
@@ -237,6 +249,15 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
         traceback.print_exc()
     finally:
         store.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``path``, or None where it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @contextmanager

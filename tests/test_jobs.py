@@ -112,6 +112,21 @@ def test_sigterm_stops_gracefully_instead_of_killing(job_manager: JobManager, st
     assert proc.wait(timeout=5) == EXIT_STOPPED
 
 
+def test_a_worker_whose_run_store_is_deleted_stops_instead_of_training_unseen(
+    job_manager: JobManager, store, workload
+):
+    workload(steps=100_000, step_s=0.02)  # about an hour unless stopped
+    run_id = job_manager.start(tiny_config())
+    proc = job_manager._children[run_id]
+    _until(lambda: _batches(store, run_id) >= 3, what="first batches")
+    log = store.artefact_dir(run_id) / "worker.log"
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    proc.wait(timeout=15)  # the heartbeat notices within HEARTBEAT_S
+    assert "was deleted or replaced while this run trained" in log.read_text()
+
+
 def test_stop_while_queued(job_manager: JobManager, store, workload) -> None:
     workload(steps=10_000, step_s=0.02)
     first = job_manager.start(tiny_config())
