@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -137,3 +138,14 @@ def isolated_data_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setattr("pipelines.settings.user_cache_dir", lambda: tmp_path / "cache")
     return tmp_path
+
+
+def zip_bytes(folder: Path) -> bytes:
+    """A zip of ``folder``'s files, their names starting with the folder's own name (as an
+    upload of that folder would have them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder.parent))
+    return buffer.getvalue()

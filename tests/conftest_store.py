@@ -9,6 +9,7 @@ this module by name, so it must stay importable without pytest fixtures running.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,3 +134,20 @@ def job_manager(store: RunStore) -> Iterator:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def start_at_once(managers: list, config: ExperimentConfig) -> list[str]:
+    """Each :class:`JobManager` in ``managers`` starts ``config`` at the same instant, from
+    its own thread (browser tabs pressing Start together); the run ids."""
+    barrier, ids = threading.Barrier(len(managers)), []
+
+    def press_start(jm) -> None:
+        barrier.wait()
+        ids.append(jm.start(config))
+
+    threads = [threading.Thread(target=press_start, args=(jm,)) for jm in managers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ids

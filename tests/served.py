@@ -153,7 +153,12 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+def until(
+    predicate: Callable[[], object],
+    timeout: float = 60.0,
+    what: str = "condition",
+    every: float = 0.05,
+):
     """``predicate()``'s first truthy value within ``timeout`` s, else TimeoutError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

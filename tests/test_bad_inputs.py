@@ -647,68 +647,6 @@ def test_the_table_is_large_and_unique():
     assert sum(c.subprocess for c in CASES) >= 3
 
 
-# --- test SavedModels -----------------------------------------------------------------------
-
-
-def _hub_save(model, path: Path, signature=None) -> None:
-    """Save a Keras model as a TF Hub reusable SavedModel, optionally with a fixed input
-    signature (otherwise any batch and spatial size)."""
-    import tensorflow as tf
-
-    from pipelines.backbones import builtin
-
-    if signature is None:
-        module, serving = builtin.hub_module(model)
-        tf.saved_model.save(module, str(path), signatures={"serving_default": serving})
-        return
-    module = tf.__internal__.tracking.AutoTrackable()
-    module.variables = list(model.variables)
-    module.trainable_variables = list(model.trainable_variables)
-    module.regularization_losses = []
-    module.__call__ = tf.function(
-        lambda x, training=False: model(x), input_signature=[tf.TensorSpec(signature, tf.float32)]
-    )
-    tf.saved_model.save(module, str(path))
-
-
-def _build(name: str, path: Path) -> None:
-    import tf_keras as keras
-
-    if name == "tabular":  # a SavedModel that is not an image model
-        inputs = keras.Input((7,))
-        _hub_save(keras.Model(inputs, keras.layers.Dense(3)(inputs)), path, [None, 7])
-    elif name == "feature_map":  # an image model with the wrong output rank
-        inputs = keras.Input((None, None, 3))
-        _hub_save(keras.Model(inputs, keras.layers.Conv2D(2, 3, name="block1")(inputs)), path)
-    elif name == "fixed_224":  # takes 224x224 images only
-        inputs = keras.Input((224, 224, 3))
-        x = keras.layers.Conv2D(2, 3, name="block1_conv")(inputs)
-        pooled = keras.layers.GlobalAveragePooling2D()(x)
-        _hub_save(keras.Model(inputs, pooled), path, [None, 224, 224, 3])
-    elif name == "three_blocks":  # a fine feature-vector model with 3 blocks
-        x = inputs = keras.Input((None, None, 3))
-        for i in (1, 2, 3):
-            x = keras.layers.Conv2D(4, 3, padding="same", name=f"block{i}_conv")(x)
-        _hub_save(keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x)), path)
-    else:
-        raise KeyError(name)
-
-
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory) -> Callable[[str], str]:
-    """``get(name)``: the path of a test SavedModel, built on first request."""
-    root = tmp_path_factory.mktemp("models")
-    built: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name not in built:
-            _build(name, root / name)
-            built[name] = str(root / name)
-        return built[name]
-
-    return get
-
-
 # --- running a case -------------------------------------------------------------------------
 
 

@@ -3,19 +3,18 @@ straight into the store (no training), the Runs page and the Explain page."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import subprocess
 import sys
 import time
-import zipfile
 
 import pytest
 
 from dashboard.components import live
 from tests.conftest_dashboard import APP, write_run
+from tests.conftest_data import zip_bytes
 
 RUNS_PAGE = "views/runs.py"
 EXPLAIN_PAGE = "views/explain.py"
@@ -240,19 +239,10 @@ def test_a_local_dashboard_does_not_confine(app, monkeypatch):
     assert os.environ["CONFINE_PATHS"] == ""
 
 
-def zip_of(folder) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(folder.parent))
-    return buffer.getvalue()
-
-
 def test_an_uploaded_zip_is_extracted_under_the_runs_folder(app, dashboard_env, tmp_path):
     from tests.conftest_data import make_image_folder
 
-    data = zip_of(make_image_folder(tmp_path / "pets", classes=("cats", "dogs"), train=20))
+    data = zip_bytes(make_image_folder(tmp_path / "pets", classes=("cats", "dogs"), train=20))
     at = ok(app().run())
     widget(at, "radio", "dataset_source").set_value("upload")
     ok(at.run())

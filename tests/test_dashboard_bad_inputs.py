@@ -369,60 +369,6 @@ def confined(drive: Callable[[Ctx], None]):
 # --- test SavedModels -------------------------------------------------------------------------
 
 
-def _hub_save(model, path: Path, signature=None) -> None:
-    """Save a Keras model as a TF Hub SavedModel, optionally with a fixed input signature."""
-    import tensorflow as tf
-
-    from pipelines.backbones import builtin
-
-    if signature is None:
-        module, serving = builtin.hub_module(model)
-        tf.saved_model.save(module, str(path), signatures={"serving_default": serving})
-        return
-    module = tf.__internal__.tracking.AutoTrackable()
-    module.variables = list(model.variables)
-    module.trainable_variables = list(model.trainable_variables)
-    module.regularization_losses = []
-    module.__call__ = tf.function(
-        lambda x, training=False: model(x), input_signature=[tf.TensorSpec(signature, tf.float32)]
-    )
-    tf.saved_model.save(module, str(path))
-
-
-def _build(name: str, path: Path) -> None:
-    import tf_keras as keras
-
-    if name == "tabular":  # a SavedModel that is not an image model
-        inputs = keras.Input((7,))
-        _hub_save(keras.Model(inputs, keras.layers.Dense(3)(inputs)), path, [None, 7])
-    elif name == "feature_map":  # an image model with the wrong output rank
-        inputs = keras.Input((None, None, 3))
-        _hub_save(keras.Model(inputs, keras.layers.Conv2D(2, 3, name="block1")(inputs)), path)
-    elif name == "fixed_224":  # an image model that takes 224 x 224 only
-        inputs = keras.Input((224, 224, 3))
-        x = keras.layers.Conv2D(2, 3, name="block1_conv")(inputs)
-        x = keras.layers.Conv2D(2, 3, name="block2_conv")(x)
-        pooled = keras.layers.GlobalAveragePooling2D()(x)
-        _hub_save(keras.Model(inputs, pooled), path, [None, 224, 224, 3])
-    else:
-        raise KeyError(name)
-
-
-@pytest.fixture(scope="module")
-def saved_models(tmp_path_factory) -> Callable[[str], str]:
-    """``get(name)``: the folder of a test SavedModel, built on first request."""
-    root = tmp_path_factory.mktemp("models")
-    built: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name not in built:
-            _build(name, root / name)
-            built[name] = str(root / name)
-        return built[name]
-
-    return get
-
-
 def model(name: str):
     return lambda ctx: ctx.model(name)
 

@@ -5,18 +5,16 @@ uploads capped at the size the page shows, uploaded data only under
 from __future__ import annotations
 
 import hashlib
-import io
 import socket
 import tomllib
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest_dashboard import ROOT
-from tests.conftest_data import make_image_folder
+from tests.conftest_data import make_image_folder, zip_bytes
 
 CONFIG = ROOT / ".streamlit" / "config.toml"
 OUTSIDE = "is outside the folders this shared dashboard may read"
@@ -29,15 +27,6 @@ def ok(at):
 
 def shipped() -> dict:
     return tomllib.loads(CONFIG.read_text())
-
-
-def zip_bytes(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(folder.parent))
-    return buffer.getvalue()
 
 
 def files_under(root: Path) -> set[Path]:

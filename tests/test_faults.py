@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from pipelines.jobs import WORKER_LOG, JobManager
 from pipelines.store import ACTIVE, RunStore
 from pipelines.worker import EXIT_COMPLETED, EXIT_FAILED, run_worker
 from tests.conftest_engine import tiny_config
+from tests.conftest_store import start_at_once
+from tests.served import until
 
 KILLS = 10
 LONG = ("phase1.epochs=1000", "phase2.epochs=0", "arms=imagenet")
@@ -40,15 +41,6 @@ def own_feature_cache(tmp_path_factory):
     patch.setenv("FEATURE_CACHE_DIR", str(tmp_path_factory.mktemp("fault_features")))
     yield
     patch.undo()
-
-
-def _until(predicate, timeout: float = 60.0, what: str = "condition", every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _rows(store: RunStore, run_id: str, kind: str = "epoch") -> int:
@@ -74,7 +66,7 @@ def test_sigkill_mid_epoch_ten_times_then_the_next_run_completes(store, tiny_dat
     try:
         for kill in range(KILLS):
             victim = started[kill]  # the list grows as the loop goes
-            _until(lambda v=victim: _rows(store, v) >= 1, timeout=180, what="first epochs")
+            until(lambda v=victim: _rows(store, v) >= 1, timeout=180, what="first epochs")
             if configs:
                 started.append(jm.start(configs.pop(0)))
             time.sleep(rng.uniform(0.0, 0.3))  # anywhere in the epoch loop
@@ -283,17 +275,7 @@ def test_two_starts_at_the_same_instant_queue_with_real_training(store, tiny_dat
     epochs, arms = 3, ("imagenet", "random")
     config = ("phase1.epochs=3", "phase2.epochs=0", "arms=imagenet,random")
     managers = [JobManager(store, max_running=1) for _ in range(2)]
-    barrier, ids = threading.Barrier(2), []
-
-    def press_start(jm: JobManager) -> None:
-        barrier.wait()
-        ids.append(jm.start(tiny_config(tiny_data, *config)))
-
-    threads = [threading.Thread(target=press_start, args=(jm,)) for jm in managers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    ids = start_at_once(managers, tiny_config(tiny_data, *config))
     assert len(ids) == 2
     most_running, deadline = 0, time.monotonic() + 240
     try:

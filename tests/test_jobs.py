@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -19,17 +18,8 @@ from pipelines.errors import UserError
 from pipelines.jobs import JobManager, max_running_from_env
 from pipelines.store import ACTIVE, RunStore
 from pipelines.worker import EXIT_COMPLETED, EXIT_REFUSED, EXIT_STOPPED, run_worker
-from tests.conftest_store import tiny_config
-
-
-def _until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.conftest_store import start_at_once, tiny_config
+from tests.served import until
 
 
 def _batches(store: RunStore, run_id: str) -> int:
@@ -54,17 +44,7 @@ def test_two_starts_at_once_queue_and_run_in_order(store: RunStore, workload) ->
     """Two 'browser tabs', each with its own JobManager, press Start at the same instant."""
     workload(steps=8, step_s=0.05)
     managers = [JobManager(store, max_running=1) for _ in range(2)]
-    barrier, ids = threading.Barrier(2), []
-
-    def press_start(jm: JobManager) -> None:
-        barrier.wait()
-        ids.append(jm.start(tiny_config()))
-
-    threads = [threading.Thread(target=press_start, args=(jm,)) for jm in managers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    ids = start_at_once(managers, tiny_config())
     assert len(ids) == 2
     started_order = []
     deadline = time.monotonic() + 30
@@ -90,7 +70,7 @@ def test_two_starts_at_once_queue_and_run_in_order(store: RunStore, workload) ->
 def test_graceful_stop_keeps_rows_and_marks_stopped(job_manager: JobManager, store, workload):
     workload(steps=10_000, step_s=0.02)
     run_id = job_manager.start(tiny_config())
-    _until(lambda: _batches(store, run_id) >= 5, what="first batches")
+    until(lambda: _batches(store, run_id) >= 5, what="first batches")
     asked = time.monotonic()
     assert job_manager.stop(run_id, timeout=10) == "stopped"
     assert time.monotonic() - asked < 5
@@ -104,7 +84,7 @@ def test_sigterm_stops_gracefully_instead_of_killing(job_manager: JobManager, st
     workload(steps=10_000, step_s=0.02)
     run_id = job_manager.start(tiny_config())
     proc = job_manager._children[run_id]
-    _until(lambda: _batches(store, run_id) >= 3, what="first batches")
+    until(lambda: _batches(store, run_id) >= 3, what="first batches")
     os.kill(proc.pid, signal.SIGTERM)
     run = job_manager.wait(run_id, timeout=10)
     assert run["status"] == "stopped"
@@ -118,7 +98,7 @@ def test_a_worker_whose_run_store_is_deleted_stops_instead_of_training_unseen(
     workload(steps=100_000, step_s=0.02)  # about an hour unless stopped
     run_id = job_manager.start(tiny_config())
     proc = job_manager._children[run_id]
-    _until(lambda: _batches(store, run_id) >= 3, what="first batches")
+    until(lambda: _batches(store, run_id) >= 3, what="first batches")
     log = store.artefact_dir(run_id) / "worker.log"
     store.close()
     for suffix in ("", "-wal", "-shm"):
@@ -131,7 +111,7 @@ def test_stop_while_queued(job_manager: JobManager, store, workload) -> None:
     workload(steps=10_000, step_s=0.02)
     first = job_manager.start(tiny_config())
     second = job_manager.start(tiny_config())
-    _until(lambda: store.get_run(first)["status"] == "running", what="first running")
+    until(lambda: store.get_run(first)["status"] == "running", what="first running")
     assert store.get_run(second)["status"] == "queued"
     assert job_manager.stop(second, timeout=10) == "stopped"
     assert _batches(store, second) == 0
@@ -145,10 +125,10 @@ def test_sigkilled_worker_is_reaped_interrupted_and_frees_its_slot(
     workload(steps=10_000, step_s=0.02)
     doomed = job_manager.start(tiny_config())
     proc = job_manager._children[doomed]
-    _until(lambda: _batches(store, doomed) >= 5, what="first batches")
+    until(lambda: _batches(store, doomed) >= 5, what="first batches")
     monkeypatch.setenv("PIPELINES_TEST_STEPS", "3")  # the next worker gets a short run
     waiting = job_manager.start(tiny_config())
-    _until(lambda: store.get_run(waiting)["status"] == "queued", what="second queued")
+    until(lambda: store.get_run(waiting)["status"] == "queued", what="second queued")
     os.kill(store.get_run(doomed)["worker_pid"], signal.SIGKILL)
     proc.wait(timeout=5)
     kept = _batches(store, doomed)
@@ -162,7 +142,7 @@ def test_kill_marks_stopped(job_manager: JobManager, store, workload) -> None:
     workload(steps=10_000, step_s=0.02)
     run_id = job_manager.start(tiny_config())
     proc = job_manager._children[run_id]
-    _until(lambda: _batches(store, run_id) >= 1, what="first batch")
+    until(lambda: _batches(store, run_id) >= 1, what="first batch")
     assert job_manager.kill(run_id) == "stopped"
     assert "killed" in store.get_run(run_id)["error"]
     assert proc.wait(timeout=5) == -signal.SIGKILL
@@ -220,7 +200,7 @@ def test_max_running_from_env_and_argument(store, monkeypatch, workload) -> None
     jm = JobManager(store, max_running=2)
     ids = [jm.start(tiny_config()) for _ in range(2)]
     try:
-        _until(lambda: len(jm.running()) == 2, what="two running at once")
+        until(lambda: len(jm.running()) == 2, what="two running at once")
         assert jm.queued() == []
     finally:
         for run_id in ids:
