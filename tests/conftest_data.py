@@ -149,3 +149,48 @@ def zip_bytes(folder: Path) -> bytes:
             if path.is_file():
                 zf.write(path, path.relative_to(folder.parent))
     return buffer.getvalue()
+
+
+# --- hostile zips, as bytes -------------------------------------------------------------------
+
+
+def zip_with(
+    folder: Path | None,
+    *entries: tuple[str, bytes, int],
+    method: int = zipfile.ZIP_DEFLATED,
+) -> bytes:
+    """A zip of ``folder``'s files under ``shapes/`` (none for None) plus ``(name, data,
+    mode)`` entries, written as given (``..`` and absolute names included); ``mode`` sets
+    the Unix file type bits, e.g. ``0o120777`` for a symbolic link."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as zf:
+        if folder is not None:
+            for p in sorted(folder.rglob("*.*")):
+                zf.write(p, "shapes/" + p.relative_to(folder).as_posix())
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = method
+            if mode:
+                info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+def declaring_size(raw: bytes, name: str, declared: int) -> bytes:
+    """``raw`` with entry ``name``'s central directory header claiming ``declared`` bytes
+    uncompressed (a lying zip bomb)."""
+    out, at = bytearray(raw), 0
+    while (at := raw.index(b"PK\x01\x02", at + 1)) >= 0:
+        length = struct.unpack_from("<H", raw, at + 28)[0]
+        if raw[at + 46 : at + 46 + length] == name.encode():
+            struct.pack_into("<I", out, at + 24, declared)
+            return bytes(out)
+    raise AssertionError(name)
+
+
+def password_flagged(raw: bytes) -> bytes:
+    """``raw`` with its first entry flagged as encrypted, in both headers."""
+    out = bytearray(raw)
+    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        out[out.index(sig) + offset] |= 0x1
+    return bytes(out)

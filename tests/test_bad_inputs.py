@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import zipfile
@@ -37,7 +36,14 @@ import pytest
 
 from pipelines.__main__ import main
 from pipelines.store import ACTIVE, RunStore
-from tests.conftest_data import make_image_folder, pattern_image, png_header_only
+from tests.conftest_data import (
+    declaring_size,
+    make_image_folder,
+    password_flagged,
+    pattern_image,
+    png_header_only,
+    zip_with,
+)
 from tests.conftest_engine import TINY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,35 +122,16 @@ def pool(*, keep: tuple[str, ...] = ("cats", "dogs"), extra: Callable[[Path], No
 
 
 def zip_of(*entries: tuple[str, bytes, int], base: bool = True, method=zipfile.ZIP_DEFLATED):
-    """A zip of a small pool data set (unless ``base`` is False) plus ``(name, data, mode)``
-    entries (``mode`` sets the Unix file type bits, e.g. a symbolic link)."""
+    """``upload.zip``: a small pool data set (unless ``base`` is False) plus ``(name, data,
+    mode)`` entries (see :func:`tests.conftest_data.zip_with`)."""
 
     def make(ctx: Ctx) -> str:
+        folder = ctx.data("src", train=3, validation=None) if base else None
         path = ctx.tmp / "upload.zip"
-        with zipfile.ZipFile(path, "w", method) as zf:
-            if base:
-                folder = ctx.data("src", train=3, validation=None)
-                for p in sorted(folder.rglob("*.*")):
-                    zf.write(p, "shapes/" + p.relative_to(folder).as_posix())
-            for name, data, mode in entries:
-                info = zipfile.ZipInfo(name)
-                info.compress_type = method
-                if mode:
-                    info.external_attr = mode << 16
-                zf.writestr(info, data)
+        path.write_bytes(zip_with(folder, *entries, method=method))
         return str(path)
 
     return make
-
-
-def _central_entry(raw: bytes, name: str) -> int:
-    """Offset of the central directory header of ``name``."""
-    at = 0
-    while (at := raw.index(b"PK\x01\x02", at + 1)) >= 0:
-        length = struct.unpack_from("<H", raw, at + 28)[0]
-        if raw[at + 46 : at + 46 + length] == name.encode():
-            return at
-    raise AssertionError(name)
 
 
 def declaring(name: str, data: bytes, declared: int):
@@ -152,20 +139,15 @@ def declaring(name: str, data: bytes, declared: int):
 
     def make(ctx: Ctx) -> str:
         path = Path(zip_of((name, data, 0))(ctx))
-        raw = bytearray(path.read_bytes())
-        struct.pack_into("<I", raw, _central_entry(raw, name) + 24, declared)
-        path.write_bytes(bytes(raw))
+        path.write_bytes(declaring_size(path.read_bytes(), name, declared))
         return str(path)
 
     return make
 
 
-def password_flagged(ctx: Ctx) -> str:
+def password_zip(ctx: Ctx) -> str:
     path = Path(zip_of()(ctx))
-    raw = bytearray(path.read_bytes())
-    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        raw[raw.index(sig) + offset] |= 0x1
-    path.write_bytes(bytes(raw))
+    path.write_bytes(password_flagged(path.read_bytes()))
     return str(path)
 
 
@@ -406,7 +388,7 @@ CASES = [
         "is 2.0 MB, over the 1.0 MB limit for a data set zip",
         patch=SMALL_CAPS,
     ),
-    Case("zip-password", password_flagged, data(), "password-protected"),
+    Case("zip-password", password_zip, data(), "password-protected"),
     Case("not-a-zip", file_with("photos.zip", b"PK not really"), data(), "not a valid zip file"),
     Case("zip-truncated", truncated_zip, data(), "not a valid zip file"),
     Case("zip-empty", zip_of(base=False), data(), "no class folders in upload.zip:"),

@@ -34,7 +34,15 @@ import pytest
 
 from pipelines.store import RunStore
 from tests.conftest_dashboard import write_run
-from tests.conftest_data import add_bad_files, make_image_folder, pattern_image, png_header_only
+from tests.conftest_data import (
+    add_bad_files,
+    declaring_size,
+    make_image_folder,
+    password_flagged,
+    pattern_image,
+    png_header_only,
+    zip_with,
+)
 
 REFUSED, WARNED, CLAMPED, REPORTED = "refused", "warned", "clamped", "reported"
 EXPERIMENT_PAGE, RUNS_PAGE, EXPLAIN_PAGE = (
@@ -162,50 +170,24 @@ def new_file(name: str, data: bytes = b"x"):
 
 
 def zipped(*entries: tuple[str, bytes, int], base: bool = True, method=zipfile.ZIP_DEFLATED):
-    """Zip bytes: a small pool data set under ``shapes/`` (unless ``base`` is False) plus
-    ``(name, data, mode)`` entries (``mode``: Unix file type bits, e.g. a symbolic link)."""
+    """Zip bytes: a small pool data set (unless ``base`` is False) plus ``(name, data,
+    mode)`` entries (see :func:`tests.conftest_data.zip_with`)."""
 
     def make(ctx: Ctx) -> bytes:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", method) as zf:
-            if base:
-                folder = ctx.data("src", train=24, validation=None)
-                for p in sorted(folder.rglob("*.*")):
-                    zf.write(p, "shapes/" + p.relative_to(folder).as_posix())
-            for name, data, mode in entries:
-                info = zipfile.ZipInfo(name)
-                info.compress_type = method
-                if mode:
-                    info.external_attr = mode << 16
-                zf.writestr(info, data)
-        return buffer.getvalue()
+        folder = ctx.data("src", train=24, validation=None) if base else None
+        return zip_with(folder, *entries, method=method)
 
     return make
-
-
-def _central_entry(raw: bytes, name: str) -> int:
-    at = 0
-    while (at := raw.index(b"PK\x01\x02", at + 1)) >= 0:
-        length = int.from_bytes(raw[at + 28 : at + 30], "little")
-        if raw[at + 46 : at + 46 + length] == name.encode():
-            return at
-    raise AssertionError(name)
 
 
 def lying_zip(ctx: Ctx) -> bytes:
     """An entry that says it expands to 100 bytes and holds 5 MB (a lying zip bomb)."""
     name = "shapes/cats/bomb.png"
-    raw = bytearray(zipped((name, b"\0" * 5 * 2**20, 0))(ctx))
-    at = _central_entry(bytes(raw), name) + 24
-    raw[at : at + 4] = (100).to_bytes(4, "little")
-    return bytes(raw)
+    return declaring_size(zipped((name, b"\0" * 5 * 2**20, 0))(ctx), name, 100)
 
 
 def password_zip(ctx: Ctx) -> bytes:
-    raw = bytearray(zipped()(ctx))
-    for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        raw[raw.index(sig) + offset] |= 0x1
-    return bytes(raw)
+    return password_flagged(zipped()(ctx))
 
 
 def truncated_zip(ctx: Ctx) -> bytes:
