@@ -2,7 +2,7 @@
 
 Three pages (Experiment, Runs, Explain) and a language switch in the sidebar. Training never
 happens in this process: the pages start, watch and stop engine worker processes through
-:mod:`pipelines.jobs` and read everything from the run store (see ``dashboard/state.py``).
+:mod:`pipelines.runs.jobs` and read everything from the run store (see ``dashboard/state.py``).
 """
 
 import os

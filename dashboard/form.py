@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.config import ExperimentConfig, keys, validate_against
 from pipelines.data.sources import DEFAULT_DATASET, HORSES_OR_HUMANS_DIR
+from pipelines.training.config import ExperimentConfig, keys, validate_against
 
 CUSTOM_BACKBONE = "custom"
 SOURCES = ("horses_or_humans", "folder", "upload")

@@ -1,8 +1,8 @@
 """Engine access for the pages: cached stores, catalogue, block tables, data set reports,
 models; and the one way engine errors reach the user.
 
-Nothing here trains. Runs are started and stopped through :class:`pipelines.jobs.JobManager`
-(worker processes); everything shown is read from :class:`pipelines.store.RunStore`.
+Nothing here trains. Runs are started and stopped through :class:`pipelines.runs.jobs.JobManager`
+(worker processes); everything shown is read from :class:`pipelines.runs.store.RunStore`.
 Locations are read from :mod:`pipelines.settings` on every call, so the cache keys include
 them (tests point them at temporary folders).
 """
@@ -27,10 +27,10 @@ import pandas as pd
 import streamlit as st
 
 from pipelines import settings
-from pipelines.config import ExperimentConfig
 from pipelines.errors import UserError
-from pipelines.jobs import JobManager
-from pipelines.store import ACTIVE, RunStore
+from pipelines.runs.jobs import JobManager
+from pipelines.runs.store import ACTIVE, RunStore
+from pipelines.training.config import ExperimentConfig
 
 SAMPLES_PER_CLASS = 4
 THUMB_PX = 112
@@ -381,7 +381,7 @@ def metrics_csv(run_id: str, root: str, updated: float) -> bytes:
 @st.cache_data(show_spinner=False, max_entries=8)
 def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     """The arm's inference SavedModel folder as zip bytes."""
-    from pipelines.export import model_dir
+    from pipelines.training.export import model_dir
 
     folder = model_dir(_store(root), run_id, arm)
     buffer = io.BytesIO()
@@ -394,10 +394,10 @@ def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
 
 def onnx_export(run_id: str, arm: str) -> dict[str, Any]:
     """Convert the arm's model to ONNX once (kept in the run's folder) and return
-    ``{"path", "parity_max_abs_diff", ...}`` from :func:`pipelines.export.export`."""
+    ``{"path", "parity_max_abs_diff", ...}`` from :func:`pipelines.training.export.export`."""
     import json
 
-    from pipelines.export import export
+    from pipelines.training.export import export
 
     s = store()
     folder = s.artefact_dir(run_id) / "exports" / arm

@@ -85,7 +85,7 @@ def _engine(sets: list[str], env: dict[str, str], timeout: float) -> dict:
     for s in sets:
         cmd += ["--set", s]
     result = _measure(cmd, env, timeout)
-    from pipelines.store import RunStore
+    from pipelines.runs.store import RunStore
 
     run = RunStore(Path(env["RUNS_DIR"])).get_run(result["out"]["run_id"])
     result["summary"] = run["summary"]

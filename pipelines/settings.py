@@ -25,6 +25,7 @@ folders to the defaults (see :func:`allowed_roots`, :func:`confine`).
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -109,13 +110,17 @@ def server_is_local(address: str | None) -> bool:
         return False
 
 
+def hub_cache_dir() -> Path:
+    """TF Hub's download cache, as ``tensorflow_hub`` chooses it (``TFHUB_CACHE_DIR``)."""
+    default = Path(tempfile.gettempdir()) / "tfhub_modules"
+    return Path(os.environ.get("TFHUB_CACHE_DIR") or default)
+
+
 def allowed_roots(*, runs: bool = True) -> list[Path]:
     """The folders free-text paths may point into while confinement is on, resolved:
     ``DATASETS_DIR``, the runs folder (uploads are extracted there; left out with
     ``runs=False``), the backbone cache, ``TFHUB_CACHE_DIR``, plus every folder in
     ``ALLOWED_ROOTS`` (``os.pathsep``-separated)."""
-    from pipelines.backbones.spec import hub_cache_dir
-
     roots = [datasets_dir(), runs_dir() if runs else None, backbone_cache_dir(), hub_cache_dir()]
     extra = os.environ.get("ALLOWED_ROOTS", "")
     roots += [Path(p.strip()).expanduser() for p in extra.split(os.pathsep) if p.strip()]

@@ -58,9 +58,9 @@ for folder in (ROOT, ROOT / "scripts"):
 import psutil  # noqa: E402
 from ws_watchers import Watchers  # noqa: E402
 
-from pipelines.config import ExperimentConfig  # noqa: E402
-from pipelines.jobs import JobManager  # noqa: E402
-from pipelines.store import ACTIVE, RunStore  # noqa: E402
+from pipelines.runs.jobs import JobManager  # noqa: E402
+from pipelines.runs.store import ACTIVE, RunStore  # noqa: E402
+from pipelines.training.config import ExperimentConfig  # noqa: E402
 from tests.served import Server, launch_chromium, until  # noqa: E402
 
 # Counts of epoch points per arm in the side-by-side chart: the first lines+markers trace

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ExperimentConfig
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
+from pipelines.training.config import ExperimentConfig
 from tests.conftest_data import make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]

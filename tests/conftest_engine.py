@@ -5,9 +5,9 @@ Registered from ``conftest.py``. Lite0 at 32 px on 2 classes x 12 images: second
 
 import pytest
 
-from pipelines.config import ExperimentConfig
-from pipelines.store import RunStore
-from pipelines.worker import EXIT_COMPLETED, run_worker
+from pipelines.runs.store import RunStore
+from pipelines.runs.worker import EXIT_COMPLETED, run_worker
+from pipelines.training.config import ExperimentConfig
 from tests.conftest_data import make_image_folder
 
 TINY = [

@@ -1,8 +1,8 @@
 """Run-store fixtures, and the test-only worker workloads.
 
-Registered from ``conftest.py``. A workload stands in for ``pipelines.training
+Registered from ``conftest.py``. A workload stands in for ``pipelines.training.loop
 .run_experiment`` in worker processes through ``PIPELINES_TEST_WORKLOAD`` (see
-:mod:`pipelines.worker`), so the job mechanics are tested without TensorFlow. Workers import
+:mod:`pipelines.runs.worker`), so the job mechanics are tested without TensorFlow. Workers import
 this module by name, so it must stay importable without pytest fixtures running.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ExperimentConfig
 from pipelines.errors import UserError
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
+from pipelines.training.config import ExperimentConfig
 
 STEPS_ENV = "PIPELINES_TEST_STEPS"
 STEP_S_ENV = "PIPELINES_TEST_STEP_S"
@@ -126,7 +126,7 @@ def workload(monkeypatch: pytest.MonkeyPatch):
 def job_manager(store: RunStore) -> Iterator:
     """A :class:`JobManager` (at most one running); workers still alive at the end of the
     test are killed."""
-    from pipelines.jobs import JobManager
+    from pipelines.runs.jobs import JobManager
 
     jm = JobManager(store, max_running=1)
     yield jm

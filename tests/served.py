@@ -134,7 +134,7 @@ class Server:
 
 def kill_workers(runs: Path) -> None:
     """Workers outlive the server by design; SIGKILL the active ones under ``runs``."""
-    from pipelines.store import ACTIVE, RunStore, process_alive
+    from pipelines.runs.store import ACTIVE, RunStore, process_alive
 
     if not (runs / "runs.sqlite3").exists():
         return

@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.backbones import feature_vector_handle, remote, resolve
 from pipelines.backbones import spec as cat
+from pipelines.backbones.pixels import SCALINGS
 from pipelines.errors import UserError
-from pipelines.pixels import SCALINGS
 
 
 def test_catalogue_has_builtins_and_the_well_known_hub_models():

@@ -11,7 +11,7 @@ command, and names a fragment its message must contain. The expected outcomes:
   the data set, a class whose every image is unreadable): exit 2, the last stderr line is
   ``error: run ... failed: ...``, and the store holds exactly one new run, ``failed``, with
   that reason - a complete record. Config, backbone and data set refusals found before
-  training (:func:`pipelines.preflight.check_experiment`) create no run at all.
+  training (:func:`pipelines.training.preflight.check_experiment`) create no run at all.
 * ``REPORTED`` - a bad file in an otherwise usable data set: exit 0 and the file with its
   reason in the ``data`` report (it is skipped, never fatal).
 
@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 
 from pipelines.__main__ import main
-from pipelines.store import ACTIVE, RunStore
+from pipelines.runs.store import ACTIVE, RunStore
 from tests.conftest_data import (
     declaring_size,
     make_image_folder,
@@ -210,7 +210,7 @@ def model(name: str):
 
 def existing_run(status: str = "completed", arms: str = "imagenet,random"):
     def make(ctx: Ctx) -> str:
-        from pipelines.config import ExperimentConfig
+        from pipelines.training.config import ExperimentConfig
 
         config = ExperimentConfig().with_overrides([f"dataset={ctx.tiny}", f"arms={arms}"])
         store = ctx.store()

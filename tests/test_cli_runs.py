@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.__main__ import main
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
 from tests.conftest_store import fill_run, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipelines.config import ExperimentConfig, keys, validate_against
 from pipelines.errors import UserError
+from pipelines.training.config import ExperimentConfig, keys, validate_against
 
 
 def test_defaults_are_the_seminar_demo_and_valid():

@@ -273,7 +273,7 @@ def test_start_spawns_a_worker_and_shows_its_run(app, dashboard_env, workload):
     assert at.query_params["run"] == run_id
     assert at.session_state["view"] == "run"
     assert any(f"Run {run_id}" in m.value for m in at.markdown)
-    from pipelines.jobs import JobManager
+    from pipelines.runs.jobs import JobManager
 
     run = JobManager(dashboard_env.store).wait(run_id, timeout=60)
     assert run["status"] == "completed", run

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
 from tests.conftest_dashboard import write_run
 from tests.conftest_data import (
     add_bad_files,

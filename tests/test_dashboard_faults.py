@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.store import ACTIVE, RunStore, process_alive
+from pipelines.runs.store import ACTIVE, RunStore, process_alive
 from tests.conftest_dashboard import HOH_CLASSES
 from tests.conftest_data import make_image_folder
 from tests.served import (

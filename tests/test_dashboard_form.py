@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dashboard import form, history, i18n
-from pipelines.config import ExperimentConfig, keys
 from pipelines.errors import UserError
+from pipelines.training.config import ExperimentConfig, keys
 
 IDS = ["efficientnet_lite0", "efficientnet_lite1", "mobilenet_v2_100_224"]
 DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
@@ -151,8 +151,8 @@ def used_keys() -> set[str]:
     for path in DASHBOARD.rglob("*.py"):
         found |= {key for _, key in _STATIC_KEY.findall(path.read_text())}
     from dashboard.figures import DEFAULT_LABELS
-    from pipelines.config import RANDOM_POLICIES
-    from pipelines.store import STATUSES
+    from pipelines.runs.store import STATUSES
+    from pipelines.training.config import RANDOM_POLICIES
 
     found |= {f"help.{k}" for k in keys()}
     found |= {f"field.{k}" for k in keys() if "." in k}

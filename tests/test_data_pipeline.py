@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipelines.backbones.pixels import IMAGENET_MEAN, IMAGENET_STD, SCALINGS
 from pipelines.data.pipeline import augment_batch, make_tf_dataset
-from pipelines.pixels import IMAGENET_MEAN, IMAGENET_STD, SCALINGS
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.export import PARITY_TOLERANCE, export, model_dir
+from pipelines.training.export import PARITY_TOLERANCE, export, model_dir
 
 
 def test_savedmodel_is_built_from_weights_and_predicts_like_the_run(finished_run, tmp_path):

@@ -20,9 +20,9 @@ import pytest
 
 from pipelines.__main__ import main
 from pipelines.data import safezip
-from pipelines.jobs import WORKER_LOG, JobManager
-from pipelines.store import ACTIVE, RunStore
-from pipelines.worker import EXIT_COMPLETED, EXIT_FAILED, run_worker
+from pipelines.runs.jobs import WORKER_LOG, JobManager
+from pipelines.runs.store import ACTIVE, RunStore
+from pipelines.runs.worker import EXIT_COMPLETED, EXIT_FAILED, run_worker
 from tests.conftest_engine import tiny_config
 from tests.conftest_store import start_at_once
 from tests.served import until

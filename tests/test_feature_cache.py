@@ -3,7 +3,7 @@
 import numpy as np
 
 from pipelines.backbones import resolve
-from pipelines.feature_cache import FeatureCache, cache_key
+from pipelines.training.feature_cache import FeatureCache, cache_key
 
 
 def test_round_trip_partial_hits_and_a_new_process(tmp_path):
@@ -43,7 +43,7 @@ def test_key_depends_on_what_decides_the_features():
 
 def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_handle, store):
     from pipelines.data import clear_cache
-    from pipelines.worker import EXIT_COMPLETED, run_worker
+    from pipelines.runs.worker import EXIT_COMPLETED, run_worker
     from tests.conftest_engine import tiny_config
 
     config = tiny_config(tiny_data, "phase2.epochs=0", "seed=11")
@@ -65,7 +65,7 @@ def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_h
 
 
 def test_augmentation_bypasses_the_cache_and_says_why(tiny_data, lite0_handle, store):
-    from pipelines.worker import EXIT_COMPLETED, run_worker
+    from pipelines.runs.worker import EXIT_COMPLETED, run_worker
     from tests.conftest_engine import tiny_config
 
     run_id = store.create_run(

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.jobs import JobManager, max_running_from_env
-from pipelines.store import ACTIVE, RunStore
-from pipelines.worker import EXIT_COMPLETED, EXIT_REFUSED, EXIT_STOPPED, run_worker
+from pipelines.runs.jobs import JobManager, max_running_from_env
+from pipelines.runs.store import ACTIVE, RunStore
+from pipelines.runs.worker import EXIT_COMPLETED, EXIT_REFUSED, EXIT_STOPPED, run_worker
 from tests.conftest_store import start_at_once, tiny_config
 from tests.served import until
 
@@ -209,7 +209,7 @@ def test_max_running_from_env_and_argument(store, monkeypatch, workload) -> None
 
 def _has_real_training() -> bool:
     try:
-        return hasattr(importlib.import_module("pipelines.training"), "run_experiment")
+        return hasattr(importlib.import_module("pipelines.training.loop"), "run_experiment")
     except ImportError:
         return False
 

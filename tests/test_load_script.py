@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from dashboard.i18n import texts
-from pipelines.config import ExperimentConfig
-from pipelines.jobs import JobManager
-from pipelines.store import ACTIVE, RunStore
+from pipelines.runs.jobs import JobManager
+from pipelines.runs.store import ACTIVE, RunStore
+from pipelines.training.config import ExperimentConfig
 from tests.conftest_data import make_image_folder
 from tests.served import STEP_S_ENV, STEPS_ENV, WORKLOAD, Server, kill_workers, until
 

@@ -15,8 +15,8 @@ from pipelines import settings
 from pipelines.backbones import resolve
 from pipelines.data import check_source, resolve_source
 from pipelines.errors import UserError
-from pipelines.jobs import JobManager
-from pipelines.worker import EXIT_COMPLETED, run_worker
+from pipelines.runs.jobs import JobManager
+from pipelines.runs.worker import EXIT_COMPLETED, run_worker
 from tests.conftest_data import make_image_folder
 from tests.conftest_engine import tiny_config
 

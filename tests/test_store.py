@@ -18,10 +18,10 @@ import numpy as np
 import pandas
 import pytest
 
-from pipelines import store as store_module
-from pipelines.config import ExperimentConfig
 from pipelines.errors import UserError
-from pipelines.store import EPOCH_COLUMNS, RunStore
+from pipelines.runs import store as store_module
+from pipelines.runs.store import EPOCH_COLUMNS, RunStore
+from pipelines.training.config import ExperimentConfig
 from tests.conftest_store import fill_run, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -298,7 +298,7 @@ def test_concurrent_slot_claims_never_exceed_the_limit(store: RunStore) -> None:
 _WRITER = """
 import sys, time
 from pathlib import Path
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
 store = RunStore(Path(sys.argv[1]))
 run_id, rows = sys.argv[2], int(sys.argv[3])
 for i in range(rows):

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from pipelines.jobs import JobManager
-from pipelines.worker import EXIT_COMPLETED, run_worker
+from pipelines.runs.jobs import JobManager
+from pipelines.runs.worker import EXIT_COMPLETED, run_worker
 from tests.conftest_engine import tiny_config as _config
 
 
@@ -138,12 +138,12 @@ def test_boundary_cache_gives_the_same_training_as_the_full_pass(
     tiny_data, lite0_handle, store, monkeypatch
 ):
     """Fine-tuning on cached bottom activations is the same maths as the full forward pass."""
-    import pipelines.arms
+    import pipelines.training.arms
 
     extra = ("dropout=0", "arms=imagenet", "phase2.epochs=2", "phase2.lr=1e-3", "seed=3")
     fast = store.create_run(_config(tiny_data, *extra))
     assert run_worker(fast, store) == EXIT_COMPLETED
-    monkeypatch.setattr(pipelines.arms, "BOUNDARY_MAX_BYTES", 0)  # force the full pass
+    monkeypatch.setattr(pipelines.training.arms, "BOUNDARY_MAX_BYTES", 0)  # force the full pass
     full = store.create_run(_config(tiny_data, *extra))
     assert run_worker(full, store) == EXIT_COMPLETED
     assert "boundary cache" in " ".join(e["message"] for e in store.events(fast))

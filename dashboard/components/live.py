@@ -29,7 +29,7 @@ import streamlit as st
 from dashboard import figures, state
 from dashboard.components import results
 from dashboard.i18n import figure_labels, lang, t
-from pipelines.store import ACTIVE
+from pipelines.runs.store import ACTIVE
 
 REFRESH_S = 1.0
 SNAPSHOT_S = 0.5
@@ -178,7 +178,7 @@ def _stop_controls(run: dict[str, Any]) -> None:
 
 
 def _request_stop(run_id: str) -> None:
-    """Stop callback: the worker stops after its current batch (see ``pipelines.worker``);
+    """Stop callback: the worker stops after its current batch (see ``pipelines.runs.worker``);
     ``Force stop`` is offered if it has not after ``FORCE_STOP_AFTER_S``."""
     with state.shown_errors():
         state.store().request_stop(run_id)

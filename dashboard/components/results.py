@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import figures, state
 from dashboard.i18n import figure_labels, t
-from pipelines.export import model_dir
+from pipelines.training.export import model_dir
 
 GALLERY_MAX = 12
 GALLERY_PX = 104

@@ -17,9 +17,15 @@ import streamlit as st
 from dashboard import figures, form, state
 from dashboard.i18n import figure_labels, labels, t
 from pipelines.backbones.blocks import freeze_report
-from pipelines.config import MAX_EPOCHS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, OPTIMIZERS, RANDOM_POLICIES
-from pipelines.config import ExperimentConfig as Config
 from pipelines.errors import UserError
+from pipelines.training.config import (
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    OPTIMIZERS,
+    RANDOM_POLICIES,
+)
+from pipelines.training.config import ExperimentConfig as Config
 
 KEEP = {"persist_state": "session"}
 ARM_NAMES = ("imagenet", "random")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import figures, history, state
 from dashboard.i18n import figure_labels, labels, t
-from pipelines.store import ACTIVE
+from pipelines.runs.store import ACTIVE
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import ASSETS, BackboneSpec, resolve
 from pipelines.errors import UserError
-from pipelines.pixels import scale_pixels
 
 
 @lru_cache(maxsize=1)

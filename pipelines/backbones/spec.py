@@ -12,14 +12,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from pipelines import settings
+from pipelines.backbones.pixels import check_scaling
 from pipelines.errors import UserError
-from pipelines.pixels import check_scaling
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CATALOGUE_FILE = ASSETS / "backbones.json"
@@ -68,16 +67,10 @@ def kaggle_url(handle: str) -> str:
     return f"https://www.kaggle.com/models/{handle}"
 
 
-def hub_cache_dir() -> Path:
-    """TF Hub's download cache, as ``tensorflow_hub`` chooses it (``TFHUB_CACHE_DIR``)."""
-    default = Path(tempfile.gettempdir()) / "tfhub_modules"
-    return Path(os.environ.get("TFHUB_CACHE_DIR") or default)
-
-
 def hub_cache_has(handle: str) -> bool:
     """True when TF Hub has already downloaded ``handle`` (so it loads offline)."""
     # tensorflow_hub stores a download in <cache>/<sha1 of the handle>.
-    folder = hub_cache_dir() / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    folder = settings.hub_cache_dir() / hashlib.sha1(handle.encode("utf8")).hexdigest()
     return (folder / "saved_model.pb").is_file()
 
 

@@ -6,8 +6,8 @@ import json
 
 
 def run(args) -> int:
-    from pipelines.export import export
-    from pipelines.store import RunStore
+    from pipelines.runs.store import RunStore
+    from pipelines.training.export import export
 
     result = export(RunStore(), args.run_id, args.arm, args.format, args.out)
     if args.json:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pipelines.errors import UserError
-from pipelines.store import RunStore
+from pipelines.runs.store import RunStore
 
 
 def register(subparsers) -> None:

@@ -5,7 +5,7 @@ killing it leaves the run ``interrupted`` (with its rows) rather than stuck in `
 Ctrl-C stops it gracefully (a second Ctrl-C at once). Progress goes to stderr; with
 ``--json`` stdout gets exactly one JSON object at the end.
 
-A refused config, backbone or data set (:func:`pipelines.preflight.check_experiment`)
+A refused config, backbone or data set (:func:`pipelines.training.preflight.check_experiment`)
 creates no run; a problem only loading finds (depth, image size, batch size, unusable
 images) leaves a ``failed`` run with the reason. Either way: ``error: ...``, exit 2.
 """
@@ -16,8 +16,8 @@ import json
 import sys
 import time
 
-from pipelines.config import ExperimentConfig
 from pipelines.errors import UserError
+from pipelines.training.config import ExperimentConfig
 
 PHASES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
 
@@ -67,9 +67,9 @@ class _Reporting:
 
 
 def run(args) -> int:
-    from pipelines.preflight import check_experiment
-    from pipelines.store import RunStore
-    from pipelines.worker import EXIT_COMPLETED, run_worker
+    from pipelines.runs.store import RunStore
+    from pipelines.runs.worker import EXIT_COMPLETED, run_worker
+    from pipelines.training.preflight import check_experiment
 
     config = ExperimentConfig.from_json_file(args.config) if args.config else ExperimentConfig()
     config = check_experiment(config.with_overrides(args.set or []))
@@ -104,7 +104,9 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="run an experiment in the foreground")
-    p.add_argument("--config", help="JSON file with config fields (see pipelines/config.py)")
+    p.add_argument(
+        "--config", help="JSON file with config fields (see pipelines/training/config.py)"
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -1,7 +1,7 @@
 """``python -m pipelines worker RUN_ID``: run one stored experiment in this process.
 
-What :class:`pipelines.jobs.JobManager` spawns for each run; rarely typed by hand. The exit
-status is 0 completed, 1 failed, 2 refused input, 3 stopped (see :mod:`pipelines.worker`).
+What :class:`pipelines.runs.jobs.JobManager` spawns for each run; rarely typed by hand. The exit
+status is 0 completed, 1 failed, 2 refused input, 3 stopped (see :mod:`pipelines.runs.worker`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.worker import run_worker
+    from pipelines.runs.worker import run_worker
 
     return run_worker(args.run_id, echo=True)

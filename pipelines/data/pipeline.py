@@ -16,7 +16,7 @@ import math
 import numpy as np
 import tensorflow as tf  # importing pipelines (the package) first selected Keras 2
 
-from pipelines.pixels import check_scaling, scale_pixels
+from pipelines.backbones.pixels import check_scaling, scale_pixels
 
 MAX_ROTATION_DEGREES = 10.0
 MAX_ZOOM = 0.1

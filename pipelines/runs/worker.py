@@ -1,7 +1,7 @@
 """Run one stored experiment in this process: claim it, wait for a slot, train, record how
 it ended.
 
-``python -m pipelines worker RUN_ID`` (what :class:`pipelines.jobs.JobManager` spawns) and
+``python -m pipelines worker RUN_ID`` (what :class:`pipelines.runs.jobs.JobManager` spawns) and
 the CLI's foreground ``train`` both call :func:`run_worker`. The outcome is always in the
 store: ``completed``, ``stopped`` (on request; what was trained is kept), ``failed`` (with the
 message) or, if this process is killed, ``interrupted`` once a reader reaps it.
@@ -33,10 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ExperimentConfig
+from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError, disk_full_error, is_disk_full
-from pipelines.jobs import max_running_from_env
-from pipelines.store import RunStore
+from pipelines.runs.jobs import max_running_from_env
+from pipelines.runs.store import RunStore
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -297,6 +297,6 @@ def _workload() -> Workload:
     if spec:
         module, _, name = spec.partition(":")
         return getattr(importlib.import_module(module), name)
-    from pipelines.training import run_experiment
+    from pipelines.training.loop import run_experiment
 
     return run_experiment

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from pipelines import settings
-from pipelines.config import ExperimentConfig
+from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError, disk_full_error, is_disk_full
 
 if TYPE_CHECKING:

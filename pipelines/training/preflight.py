@@ -1,7 +1,7 @@
 """Refuse an experiment that can't start before a run is created for it.
 
 :func:`check_experiment` runs cheap checks only (no TensorFlow, no network, no decoding),
-so the CLI's ``train`` and the dashboard's Start (through :class:`pipelines.jobs.JobManager`)
+so the CLI's ``train`` and the dashboard's Start (through :class:`pipelines.runs.jobs.JobManager`)
 make them on every press: a refused config, backbone or data set leaves no run behind.
 
 What only loading tells - a depth beyond the backbone's blocks, an image size the model
@@ -12,7 +12,7 @@ the reason: a complete record, not half-written state.
 
 from __future__ import annotations
 
-from pipelines.config import ExperimentConfig
+from pipelines.training.config import ExperimentConfig
 
 
 def check_experiment(config: ExperimentConfig) -> ExperimentConfig:

@@ -54,9 +54,9 @@ def build_inference_model(folder: Path) -> Path:
     import tensorflow as tf
     import tf_keras as keras
 
-    from pipelines.arms import build_head
     from pipelines.backbones import load_layer
-    from pipelines.pixels import scale_pixels
+    from pipelines.backbones.pixels import scale_pixels
+    from pipelines.training.arms import build_head
 
     meta = json.loads((folder / "arm.json").read_text())
     size, scaling = meta["image_size"], meta["scaling"]

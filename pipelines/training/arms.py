@@ -11,7 +11,7 @@ An :class:`Arm` knows, per phase, which blocks train and what it trains on:
 
 The maths is the same in all three because BatchNorm stays in inference mode wherever the
 backbone is frozen. The backbone itself is loaded only when needed: an experiment whose
-features are all cached never loads it. The training loop (:mod:`pipelines.training`) feeds
+features are all cached never loads it. The training loop (:mod:`pipelines.training.loop`) feeds
 every arm the same batches; this module turns a batch into an update or a prediction.
 """
 
@@ -27,10 +27,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipelines.backbones import load_layer
+from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import BackboneSpec
-from pipelines.config import ExperimentConfig
-from pipelines.feature_cache import FeatureCache, cache_key
-from pipelines.pixels import scale_pixels
+from pipelines.training.config import ExperimentConfig
+from pipelines.training.feature_cache import FeatureCache, cache_key
 
 PREDICT_BATCH = 32  # 64 measured 19 % more peak memory and no faster on 2 cores
 BOUNDARY_MAX_BYTES = 1 << 30  # per arm; above it fine-tuning runs the full forward pass
@@ -311,7 +311,7 @@ class Arm:
 
     def save_weights(self, folder: Path, classes: list[str]) -> None:
         """The trained arm as ``arm.json`` plus ``.npz`` weights (no pickle): the head, and
-        the backbone's variables when any of them trained. :mod:`pipelines.export` builds
+        the backbone's variables when any of them trained. :mod:`pipelines.training.export` builds
         the inference SavedModel from these on demand."""
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / "head.npz", *[v.numpy() for v in self.head.variables])

@@ -28,11 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import data as data_mod
-from pipelines.arms import Arm, PhasePlan
 from pipelines.backbones import resolve
-from pipelines.config import ExperimentConfig, validate_against
+from pipelines.backbones.pixels import scale_pixels
 from pipelines.data.pipeline import augment_batch
-from pipelines.pixels import scale_pixels
+from pipelines.training.arms import Arm, PhasePlan
+from pipelines.training.config import ExperimentConfig, validate_against
 
 BATCH_LOG_EVERY_S = 0.5  # batch rows at most this often per arm (and at every epoch end)
 PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pipelines
-from pipelines.config import ExperimentConfig
+from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError
-from pipelines.preflight import check_experiment
-from pipelines.store import ACTIVE, RunStore, process_alive
+from pipelines.training.preflight import check_experiment
+from pipelines.runs.store import ACTIVE, RunStore, process_alive
 
 MAX_RUNNING_ENV = "MAX_RUNNING_EXPERIMENTS"
 DEFAULT_MAX_RUNNING = 1
@@ -57,7 +57,7 @@ class JobManager:
     def start(self, config: ExperimentConfig) -> str:
         """Queue a run of ``config``, spawn its worker and return the run id at once.
 
-        A config, backbone or data set refused by :func:`pipelines.preflight.check_experiment`
+        A config, backbone or data set refused by :func:`pipelines.training.preflight.check_experiment`
         raises :class:`UserError` and creates no run."""
         check_experiment(config)
         self.store.reap()
