@@ -5,7 +5,7 @@
 - :mod:`.preflight` - checks a config against its backbone and data before a run exists;
 - :mod:`.arms` - an arm (``imagenet`` / ``random``): backbone + head, its phases;
 - :mod:`.loop` - :func:`~.loop.run_experiment`, the two phases epoch by epoch;
-- :mod:`.feature_cache` - frozen features (and boundary activations) on disk;
+- :mod:`.feature_cache` - frozen features per image on disk;
 - :mod:`.export` - a run's arm as SavedModel / ONNX with a parity check.
 
 Only :mod:`.config` and :mod:`.preflight` are free of TensorFlow; import the others by their
