@@ -6,7 +6,6 @@ instead of real training, except in the last test.
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import time
@@ -207,15 +206,7 @@ def test_max_running_from_env_and_argument(store, monkeypatch, workload) -> None
             jm.stop(run_id, timeout=10)
 
 
-def _has_real_training() -> bool:
-    try:
-        return hasattr(importlib.import_module("pipelines.training.loop"), "run_experiment")
-    except ImportError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_real_training(), reason="pipelines.training.run_experiment not yet")
 def test_worker_process_runs_real_training(
     job_manager: JobManager, store, tiny_image_folder: Path, monkeypatch
 ) -> None:
