@@ -197,3 +197,18 @@ def test_keras_backbone_freezes_like_the_hub_layer(lite0_handle):
         layer.freeze_report()
         == load_layer("efficientnet_lite0", train_top_blocks=2, image_size=SIZE).freeze_report()
     )
+
+
+def test_both_backbones_satisfy_the_contract_and_say_whether_they_split(
+    lite0_handle, tiny_savedmodel
+):
+    from pipelines.backbones import Backbone
+
+    hub_layer = load_layer(tiny_savedmodel, image_size=SIZE)
+    keras_chain = load_layer("efficientnet_lite0", image_size=SIZE, splittable=True)
+    assert isinstance(hub_layer, Backbone) and isinstance(keras_chain, Backbone)
+    assert (hub_layer.can_split, keras_chain.can_split) == (False, True)
+    bottom, top = keras_chain.split(len(keras_chain.blocks) - 1)
+    assert bottom.variables and top.variables
+    with pytest.raises(ValueError, match="can't be split"):
+        hub_layer.split(1)

@@ -13,6 +13,7 @@ The engine uses three entry points:
 
 from __future__ import annotations
 
+from pipelines.backbones.contract import Backbone
 from pipelines.backbones.spec import BackboneSpec, builtin_ids, catalogue, resolve
 from pipelines.errors import UserError
 
@@ -20,6 +21,7 @@ WEIGHTS = ("imagenet", "random")
 
 __all__ = [
     "WEIGHTS",
+    "Backbone",
     "BackboneSpec",
     "builtin_ids",
     "catalogue",
@@ -93,7 +95,7 @@ def load_layer(
     seed: int = 0,
     image_size: int | None = None,
     splittable: bool = False,
-):
+) -> Backbone:
     """Load ``backbone`` as a Keras layer with ``blocks``, checked to be an image model.
 
     By default a :class:`BackboneLayer` over the TF Hub SavedModel. ``splittable=True``

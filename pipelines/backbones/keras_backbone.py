@@ -16,8 +16,10 @@ from pipelines.backbones.blocks import Block, count_params, freeze_report, top_b
 
 
 class KerasBackbone(keras.layers.Layer):
-    """Same contract as :class:`.layer.BackboneLayer` (``blocks``, ``set_train_top_blocks``,
-    ``bn_training``, ``module_variables``, ``freeze_report``), plus :meth:`split`."""
+    """A built-in backbone satisfying :class:`.contract.Backbone`, splittable at any block
+    boundary (``can_split`` is true)."""
+
+    can_split = True
 
     def __init__(self, block_models: list[keras.Model], *, bn_training: bool = False, **kwargs):
         super().__init__(**kwargs)

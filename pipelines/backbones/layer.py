@@ -39,9 +39,14 @@ class BackboneLayer(hub.KerasLayer):
       even while blocks train, as the Keras transfer-learning guide prescribes, unless
       ``bn_training=True`` (training from scratch, where BN must learn its statistics).
 
+    It satisfies :class:`.contract.Backbone`; a SavedModel's graph can't be cut at a block
+    boundary, so ``can_split`` is false.
+
     Loading, validation of the handle and clear errors live in
     :func:`pipelines.backbones.load_layer`; use that rather than this class directly.
     """
+
+    can_split = False
 
     def __init__(
         self, handle: str, *, train_top_blocks: int = 0, bn_training: bool = False, **kwargs
@@ -84,3 +89,7 @@ class BackboneLayer(hub.KerasLayer):
     def freeze_report(self) -> dict:
         """The layer map at the current depth (see :func:`blocks.freeze_report`)."""
         return freeze_report(self.blocks, self.train_top_blocks)
+
+    def split(self, first_trainable: int) -> tuple:
+        """Never possible here (see ``can_split``)."""
+        raise ValueError("a TF Hub SavedModel's graph can't be split at a block boundary")

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipelines.backbones import load_layer
+from pipelines.backbones.contract import Backbone
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import BackboneSpec
 from pipelines.training.config import ExperimentConfig
@@ -77,7 +78,7 @@ class Arm:
     image_size: int
     num_classes: int
     compute_s: float = 0.0  # time this arm spent computing, for its own wall time
-    backbone: object = None
+    backbone: Backbone | None = None
     head: keras.Model | None = None
     mode: str = "features"
     _inputs: dict = field(default_factory=dict)  # split -> arrays the current net eats
@@ -86,6 +87,11 @@ class Arm:
     _step: object = None
     _predict_fns: dict = field(default_factory=dict)
     trained_backbone: bool = False
+
+    @property
+    def trainable_params(self) -> int:
+        """Trainable parameters of what the current phase trains (head and unfrozen blocks)."""
+        return sum(int(np.prod(v.shape)) for v in self._net.trainable_variables)
 
     @property
     def weights(self) -> str:
@@ -201,7 +207,7 @@ class Arm:
     def _prepare_boundary(self, plan: PhasePlan, dataset) -> str:
         backbone = self.ensure_backbone()
         first = len(backbone.blocks) - plan.train_top_blocks
-        if not hasattr(backbone, "split"):
+        if not backbone.can_split:
             self.mode = "images"
             return (
                 "full forward pass every batch: this TF Hub model's graph can't be split at a "

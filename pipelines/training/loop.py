@@ -154,7 +154,7 @@ class _Loop:
         before = s.arm.compute_s
         note = s.arm.start_phase(plan, self.dataset)
         s.prep_s[plan.name] = round(s.arm.compute_s - before, 3)
-        trainable = sum(int(np.prod(v.shape)) for v in s.arm._net.trainable_variables)
+        trainable = s.arm.trainable_params
         blocks = "all" if plan.train_top_blocks < 0 else str(plan.train_top_blocks)
         self.store.log_event(
             self.run_id,
