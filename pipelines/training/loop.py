@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from pipelines import data as data_mod
 from pipelines.backbones import resolve
+from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.data.pipeline import augment_batch
 from pipelines.training.arms import Arm, PhasePlan
@@ -154,8 +155,8 @@ class _Loop:
         before = s.arm.compute_s
         note = s.arm.start_phase(plan, self.dataset)
         s.prep_s[plan.name] = round(s.arm.compute_s - before, 3)
-        trainable = sum(int(np.prod(v.shape)) for v in s.arm._net.trainable_variables)
-        blocks = "all" if plan.train_top_blocks < 0 else str(plan.train_top_blocks)
+        trainable = s.arm.trainable_params
+        blocks = "all" if plan.unfreeze_blocks is ALL_BLOCKS else str(plan.unfreeze_blocks)
         self.store.log_event(
             self.run_id,
             f"{s.arm.name} arm: {PHASE_TITLES[plan.name]} started, {blocks} backbone "
