@@ -3,6 +3,7 @@
 import pytest
 
 from pipelines.backbones.blocks import derive_blocks, top_block_variables
+from pipelines.errors import UserError
 
 
 def _names(blocks):
@@ -71,7 +72,7 @@ def test_top_block_variables_bounds():
     assert top_block_variables(blocks, 0) == set()
     assert top_block_variables(blocks, 2) == {"b/k:0", "c/k:0"}
     assert top_block_variables(blocks, 3) == {"a/k:0", "b/k:0", "c/k:0"}
-    with pytest.raises(ValueError, match="between 0 and 3"):
+    with pytest.raises(UserError, match="between 0 and 3"):
         top_block_variables(blocks, 4)
-    with pytest.raises(ValueError, match="between 0 and 3"):
+    with pytest.raises(UserError, match="between 0 and 3"):
         top_block_variables(blocks, -1)

@@ -444,10 +444,12 @@ def _phase2_section(blocks: list | None) -> dict | None:
     key = "phase2.unfreeze_blocks"
     if st.session_state.get(key, 0) > count:
         st.session_state[key] = count
-    depth = st.slider(t(f"field.{key}"), 0, count, step=1, key=key, help=_help(key), **KEEP)
+    unfreeze_blocks = st.slider(
+        t(f"field.{key}"), 0, count, step=1, key=key, help=_help(key), **KEEP
+    )
     if not blocks:
         return None
-    report = freeze_report(blocks, depth)
+    report = freeze_report(blocks, unfreeze_blocks)
     left, right = st.columns(2)
     left.metric(t("map.trainable"), figures.count(report["trainable_params"]))
     right.metric(t("map.frozen"), figures.count(report["frozen_params"]))
@@ -464,7 +466,7 @@ def _layer_map(report: dict | None) -> None:
         st.info(t("map.unavailable"))
         return
     st.caption(
-        t("map.caption", n=report["train_top_blocks"], total=report["block_count"]),
+        t("map.caption", n=report["unfreeze_blocks"], total=report["block_count"]),
         help=t("map.help"),
     )
     st.plotly_chart(

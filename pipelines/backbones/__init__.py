@@ -90,7 +90,7 @@ def load_layer(
     backbone: str | BackboneSpec,
     *,
     weights: str = "imagenet",
-    train_top_blocks: int = 0,
+    unfreeze_blocks: int | None = 0,
     bn_training: bool = False,
     seed: int = 0,
     image_size: int | None = None,
@@ -125,10 +125,7 @@ def load_layer(
             layer = BackboneLayer(handle, bn_training=bn_training)
         except (OSError, ValueError, tf.errors.OpError) as e:
             raise UserError(f"could not load backbone {spec.id!r} as a SavedModel: {e}") from e
-    try:
-        layer.set_train_top_blocks(train_top_blocks)
-    except ValueError as e:
-        raise UserError(f"backbone {spec.id!r}: {e}") from e
+    layer.set_unfreeze_blocks(unfreeze_blocks)
     size = image_size or spec.input_size
     try:
         out = layer(np.zeros((1, size, size, 3), np.float32))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.errors import UserError
+
 # A variable's first name component names its block when it looks like one of these:
 # Keras applications ("block1a_project_conv"), the built-ins ("block_03_dwconv"), and the
 # stems and tops around them ("stem_conv", "top_bn").
@@ -24,6 +26,7 @@ _BLOCK_PREFIX = re.compile(r"^(block_?\d+[a-z]?|stage_?\d+|stem|top|head)(?:_|$)
 # ResNet-style units inside a block ("block1/unit_2/...") are blocks of their own.
 _UNIT = re.compile(r"^unit_?\d+$", re.IGNORECASE)
 FALLBACK_BLOCKS = 12
+ALL_BLOCKS = None  # ``unfreeze_blocks=ALL_BLOCKS``: every block trains (training from scratch)
 
 
 @dataclass
@@ -111,14 +114,14 @@ def count_params(blocks: Sequence[Block], variables: Sequence) -> None:
         block.trainable_params = sum(size for size, trainable in known if trainable)
 
 
-def freeze_report(blocks: Sequence[Block], train_top_blocks: int) -> dict:
+def freeze_report(blocks: Sequence[Block], unfreeze_blocks: int | None) -> dict:
     """The layer map at a depth: per block name, size and whether it trains; totals.
 
     ``trainable_params`` counts only the backbone (the new head comes on top);
     ``frozen_params`` is everything else, BN statistics included, as Keras counts it.
     """
-    top_block_variables(blocks, train_top_blocks)  # validates the depth
-    first_trainable = len(blocks) - train_top_blocks
+    unfreeze_blocks = check_unfreeze_blocks(len(blocks), unfreeze_blocks)
+    first_trainable = len(blocks) - unfreeze_blocks
     rows = [
         {
             "index": i,
@@ -131,7 +134,7 @@ def freeze_report(blocks: Sequence[Block], train_top_blocks: int) -> dict:
     ]
     trainable = sum(r["trainable_params"] for r in rows)
     return {
-        "train_top_blocks": train_top_blocks,
+        "unfreeze_blocks": unfreeze_blocks,
         "block_count": len(blocks),
         "trainable_params": trainable,
         "frozen_params": sum(b.params for b in blocks) - trainable,
@@ -139,12 +142,26 @@ def freeze_report(blocks: Sequence[Block], train_top_blocks: int) -> dict:
     }
 
 
-def top_block_variables(blocks: Sequence[Block], train_top_blocks: int) -> set[str]:
-    """Names of the variables in the last ``train_top_blocks`` blocks."""
-    if not 0 <= train_top_blocks <= len(blocks):
-        raise ValueError(
-            f"train_top_blocks must be between 0 and {len(blocks)} (this backbone's block "
-            f"count), not {train_top_blocks}"
+def check_unfreeze_blocks(block_count: int, unfreeze_blocks: int | None) -> int:
+    """The one check of a freeze depth: ``unfreeze_blocks`` as a block count, with
+    :data:`ALL_BLOCKS` meaning ``block_count``; :class:`UserError` if outside 0..count."""
+    if unfreeze_blocks is ALL_BLOCKS:
+        return block_count
+    if unfreeze_blocks > block_count:
+        raise UserError(
+            f"phase2.unfreeze_blocks: {unfreeze_blocks} is more than this backbone's "
+            f"{block_count} blocks; choose between 0 and {block_count}"
         )
-    top = blocks[len(blocks) - train_top_blocks :]
+    if unfreeze_blocks < 0:
+        raise UserError(
+            f"phase2.unfreeze_blocks: must be between 0 and {block_count} (this backbone's "
+            f"block count), not {unfreeze_blocks}"
+        )
+    return unfreeze_blocks
+
+
+def top_block_variables(blocks: Sequence[Block], unfreeze_blocks: int | None) -> set[str]:
+    """Names of the variables in the last ``unfreeze_blocks`` blocks (checked)."""
+    unfreeze_blocks = check_unfreeze_blocks(len(blocks), unfreeze_blocks)
+    top = blocks[len(blocks) - unfreeze_blocks :]
     return {name for block in top for name in block.variables}

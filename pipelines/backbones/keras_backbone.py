@@ -12,12 +12,11 @@ from __future__ import annotations
 import tf_keras as keras
 
 from pipelines.backbones import efficientnet_lite as lite
-from pipelines.backbones.blocks import Block, count_params, freeze_report, top_block_variables
+from pipelines.backbones.blocks import Block, check_unfreeze_blocks, count_params, freeze_report
 
 
 class KerasBackbone(keras.layers.Layer):
-    """A built-in backbone satisfying :class:`.contract.Backbone`, splittable at any block
-    boundary (``can_split`` is true)."""
+    """A :class:`.contract.Backbone` that can split (``can_split``) at any block boundary."""
 
     can_split = True
 
@@ -28,16 +27,17 @@ class KerasBackbone(keras.layers.Layer):
         self.bn_training = bn_training
         self.blocks = [Block(b.name, [v.name for v in b.variables]) for b in block_models]
         count_params(self.blocks, self.chain.variables)
-        self.train_top_blocks = 0
-        self.set_train_top_blocks(0)
+        self.unfreeze_blocks = 0
+        self.set_unfreeze_blocks(0)
 
-    def set_train_top_blocks(self, n: int) -> None:
-        top_block_variables(self.blocks, n)  # validates n
+    def set_unfreeze_blocks(self, unfreeze_blocks: int | None) -> None:
+        """Exactly the last ``unfreeze_blocks`` blocks train (``ALL_BLOCKS``: all)."""
+        n = check_unfreeze_blocks(len(self.blocks), unfreeze_blocks)
         first = len(self.block_models) - n
         self.trainable = n > 0 or self.bn_training  # propagates to every block...
         for i, block in enumerate(self.block_models):  # ...so set each block after it
             block.trainable = self.bn_training or i >= first
-        self.train_top_blocks = len(self.blocks) if self.bn_training else n
+        self.unfreeze_blocks = len(self.blocks) if self.bn_training else n
 
     def call(self, inputs, training=None):
         return self.chain(inputs, training=bool(training) and self.bn_training)
@@ -47,7 +47,7 @@ class KerasBackbone(keras.layers.Layer):
         return list(self.chain.variables)
 
     def freeze_report(self) -> dict:
-        return freeze_report(self.blocks, self.train_top_blocks)
+        return freeze_report(self.blocks, self.unfreeze_blocks)
 
     def split(self, first_trainable: int) -> tuple[keras.Model, keras.Model]:
         """``(bottom, top)``: blocks before ``first_trainable`` (feature maps out) and the

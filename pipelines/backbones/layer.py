@@ -9,6 +9,7 @@ import tensorflow_hub as hub
 
 from pipelines.backbones.blocks import (
     Block,
+    check_unfreeze_blocks,
     count_params,
     derive_blocks,
     freeze_report,
@@ -26,32 +27,27 @@ class _VariableRefs:
 class BackboneLayer(hub.KerasLayer):
     """A reusable SavedModel (TF Hub format) as a Keras layer, frozen block by block.
 
-    Contract:
+    Satisfies :class:`.contract.Backbone` (``can_split`` is False). Contract:
 
     * Input: float images ``[batch, height, width, 3]``, scaled as the backbone expects.
       Output: whatever the SavedModel returns, for an image feature vector ``[batch, dim]``.
     * ``blocks``: the backbone's blocks, input to output, from ``blocks.json`` beside the
       SavedModel (the built-ins) or derived from its variable names (any other model).
-    * ``train_top_blocks=N``: exactly the trainable variables of the last ``N`` blocks are
+    * ``unfreeze_blocks=N``: exactly the trainable variables of the last ``N`` blocks are
       the layer's ``trainable_weights``; everything else is frozen. ``N = 0`` is feature
-      extraction. :meth:`set_train_top_blocks` changes ``N`` later (recompile the model).
+      extraction. :meth:`set_unfreeze_blocks` changes ``N`` later (recompile the model).
     * BatchNorm stays in inference mode (the SavedModel is called with ``training=False``)
       even while blocks train, as the Keras transfer-learning guide prescribes, unless
       ``bn_training=True`` (training from scratch, where BN must learn its statistics).
-
-    It satisfies :class:`.contract.Backbone`; a SavedModel's graph can't be cut at a block
-    boundary, so ``can_split`` is false.
 
     Loading, validation of the handle and clear errors live in
     :func:`pipelines.backbones.load_layer`; use that rather than this class directly.
     """
 
-    can_split = False
-
     def __init__(
-        self, handle: str, *, train_top_blocks: int = 0, bn_training: bool = False, **kwargs
+        self, handle: str, *, unfreeze_blocks: int | None = 0, bn_training: bool = False, **kwargs
     ):
-        super().__init__(handle, trainable=train_top_blocks > 0, **kwargs)
+        super().__init__(handle, trainable=unfreeze_blocks != 0, **kwargs)
         self.bn_training = bn_training
         # Held in a plain object: a list attribute would make Keras track (and re-add as
         # trainable) every variable in it on each call.
@@ -62,19 +58,28 @@ class BackboneLayer(hub.KerasLayer):
         manifest = read_manifest(handle) if Path(handle).is_dir() else None
         self.blocks: list[Block] = manifest or derive_blocks([v.name for v in self._refs.all])
         count_params(self.blocks, self._refs.all)
-        self.train_top_blocks = 0
-        self.set_train_top_blocks(train_top_blocks)
+        self.unfreeze_blocks = 0
+        self.set_unfreeze_blocks(unfreeze_blocks)
 
-    def set_train_top_blocks(self, n: int) -> None:
-        """Make exactly the last ``n`` blocks' trainable variables trainable."""
+    # A SavedModel's graph can't be cut in two.
+    can_split = False
+
+    def set_unfreeze_blocks(self, unfreeze_blocks: int | None) -> None:
+        """Make exactly the last ``unfreeze_blocks`` blocks' trainable variables trainable
+        (``ALL_BLOCKS``: all); :class:`UserError` beyond the blocks."""
+        n = check_unfreeze_blocks(len(self.blocks), unfreeze_blocks)
         top = top_block_variables(self.blocks, n)
         train = [v for v in self._refs.candidates if v.name in top]
         train_ids = {id(v) for v in train}
         frozen = [v for v in self._refs.all if id(v) not in train_ids]
         self._trainable_weights[:] = train
         self._non_trainable_weights[:] = frozen
-        self.train_top_blocks = n
+        self.unfreeze_blocks = n
         self.trainable = bool(train) or self.bn_training
+
+    def split(self, first_trainable: int) -> tuple:
+        """Refused: see ``can_split``."""
+        raise TypeError("a TF Hub SavedModel can't be split at a block boundary")
 
     def call(self, inputs, training=None):
         if not self.bn_training:
@@ -88,8 +93,4 @@ class BackboneLayer(hub.KerasLayer):
 
     def freeze_report(self) -> dict:
         """The layer map at the current depth (see :func:`blocks.freeze_report`)."""
-        return freeze_report(self.blocks, self.train_top_blocks)
-
-    def split(self, first_trainable: int) -> tuple:
-        """Never possible here (see ``can_split``)."""
-        raise ValueError("a TF Hub SavedModel's graph can't be split at a block boundary")
+        return freeze_report(self.blocks, self.unfreeze_blocks)

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipelines.backbones import load_layer
+from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.backbones.contract import Backbone
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import BackboneSpec
@@ -44,8 +45,12 @@ class PhasePlan:
     name: str  # "feature_extraction" or "fine_tuning"
     epochs: int
     lr: float
-    train_top_blocks: int
-    frozen: bool  # the whole backbone frozen in this phase
+    unfreeze_blocks: int | None  # ALL_BLOCKS (None): every block
+
+    @property
+    def frozen(self) -> bool:
+        """The whole backbone frozen in this phase."""
+        return self.unfreeze_blocks == 0
 
 
 def _optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
@@ -89,11 +94,6 @@ class Arm:
     trained_backbone: bool = False
 
     @property
-    def trainable_params(self) -> int:
-        """Trainable parameters of what the current phase trains (head and unfrozen blocks)."""
-        return sum(int(np.prod(v.shape)) for v in self._net.trainable_variables)
-
-    @property
     def weights(self) -> str:
         return "imagenet" if self.name == "imagenet" else "random"
 
@@ -103,20 +103,18 @@ class Arm:
         return self.name == "random" and self.config.random_policy == "scratch"
 
     def plans(self) -> list[PhasePlan]:
-        """The arm's phases with epochs > 0 (``train_top_blocks=-1``: every block)."""
+        """The arm's phases with epochs > 0."""
         c = self.config
-        everything = -1
+        everything = ALL_BLOCKS
         if self.scratch:
             phases = [
-                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, everything, False),
-                PhasePlan("fine_tuning", c.phase2.epochs, c.phase2.lr, everything, False),
+                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, everything),
+                PhasePlan("fine_tuning", c.phase2.epochs, c.phase2.lr, everything),
             ]
         else:
             phases = [
-                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, 0, True),
-                PhasePlan(
-                    "fine_tuning", c.phase2.epochs, c.phase2.lr, c.phase2.unfreeze_blocks, False
-                ),
+                PhasePlan("feature_extraction", c.phase1.epochs, c.phase1.lr, 0),
+                PhasePlan("fine_tuning", c.phase2.epochs, c.phase2.lr, c.phase2.unfreeze_blocks),
             ]
         return [p for p in phases if p.epochs > 0]
 
@@ -124,7 +122,12 @@ class Arm:
         """Whether training can't start without the backbone loaded."""
         return self.scratch or self.config.augment or self.config.phase2.epochs > 0
 
-    def ensure_backbone(self):
+    @property
+    def trainable_params(self) -> int:
+        """Parameters the current phase's optimizer updates (head and trainable blocks)."""
+        return sum(int(np.prod(v.shape)) for v in self._net.trainable_variables)
+
+    def ensure_backbone(self) -> Backbone:
         """Load the backbone (once) with this arm's weights."""
         if self.backbone is None:
             start = time.perf_counter()
@@ -157,8 +160,7 @@ class Arm:
         if self.mode != "features":
             self.ensure_backbone()
         if self.backbone is not None:
-            n = plan.train_top_blocks
-            self.backbone.set_train_top_blocks(len(self.backbone.blocks) if n < 0 else n)
+            self.backbone.set_unfreeze_blocks(plan.unfreeze_blocks)
         if self.head is None:
             self.head = build_head(
                 self._feature_dim(), self.num_classes, self.config.dropout, self.config.seed
@@ -206,7 +208,8 @@ class Arm:
 
     def _prepare_boundary(self, plan: PhasePlan, dataset) -> str:
         backbone = self.ensure_backbone()
-        first = len(backbone.blocks) - plan.train_top_blocks
+        backbone.set_unfreeze_blocks(plan.unfreeze_blocks)
+        first = len(backbone.blocks) - backbone.unfreeze_blocks
         if not backbone.can_split:
             self.mode = "images"
             return (
@@ -236,7 +239,7 @@ class Arm:
         self._top = top
         return (
             f"boundary cache: blocks below {backbone.blocks[first].name} ran once "
-            f"({total / 2**20:.0f} MB of activations); the top {plan.train_top_blocks} train"
+            f"({total / 2**20:.0f} MB of activations); the top {backbone.unfreeze_blocks} train"
         )
 
     def _make_net(self) -> keras.Model:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.backbones.blocks import check_unfreeze_blocks
 from pipelines.errors import UserError
 
 ARMS = ("imagenet", "random")
@@ -169,15 +170,8 @@ def validate_against(
     config: ExperimentConfig, *, block_count: int | None, train_images: int
 ) -> None:
     """Checks that need the loaded backbone (``block_count``; None: not loaded) and data."""
-    if (
-        block_count is not None
-        and config.phase2.epochs > 0
-        and config.phase2.unfreeze_blocks > block_count
-    ):
-        raise UserError(
-            f"phase2.unfreeze_blocks: {config.phase2.unfreeze_blocks} is more than this "
-            f"backbone's {block_count} blocks"
-        )
+    if block_count is not None and config.phase2.epochs > 0:
+        check_unfreeze_blocks(block_count, config.phase2.unfreeze_blocks)
     if config.batch_size > train_images:
         raise UserError(
             f"batch_size: {config.batch_size} is larger than the training set "

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from pipelines import data as data_mod
 from pipelines.backbones import resolve
+from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.data.pipeline import augment_batch
 from pipelines.training.arms import Arm, PhasePlan
@@ -155,7 +156,7 @@ class _Loop:
         note = s.arm.start_phase(plan, self.dataset)
         s.prep_s[plan.name] = round(s.arm.compute_s - before, 3)
         trainable = s.arm.trainable_params
-        blocks = "all" if plan.train_top_blocks < 0 else str(plan.train_top_blocks)
+        blocks = "all" if plan.unfreeze_blocks is ALL_BLOCKS else str(plan.unfreeze_blocks)
         self.store.log_event(
             self.run_id,
             f"{s.arm.name} arm: {PHASE_TITLES[plan.name]} started, {blocks} backbone "
