@@ -114,7 +114,7 @@ def start(config: ExperimentConfig) -> str:
 
 
 def status(run_id: str) -> Run:
-    """The run from the store, reaped and after collecting exited workers this server
+    """The run from the store, reaped first; also collects exited workers this server
     started - unless another session is doing that right now: every watching session asks
     every second, and none should wait for another."""
     if _JOBS_LOCK.acquire(blocking=False):
@@ -122,6 +122,7 @@ def status(run_id: str) -> Run:
             return _jobs(_runs_root()).status(run_id)
         finally:
             _JOBS_LOCK.release()
+    lifecycle.reap(store(), run_id)
     return store().get_run(run_id)
 
 

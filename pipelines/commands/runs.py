@@ -71,7 +71,7 @@ def show_dict(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run with its epoch curves per arm and its events (the ``runs show --json``
     shape); timestamps as ISO 8601 strings, NaN as null; reaps the run first."""
     lifecycle.reap(store, run_id)
-    run = store.get_run(run_id).to_dict()
+    run = store.get_run(run_id).to_dict()  # the JSON shape, config as stored
     frame = store.curves(run_id, kind="epoch")
     arms = list(dict.fromkeys([*run["config"].get("arms", []), *frame["arm"]]))
     curves = {
