@@ -8,8 +8,8 @@ message) or, if this process is killed, ``interrupted`` once whoever polls the r
 (:func:`pipelines.runs.lifecycle.reap`). This module is the worker's side of
 :mod:`pipelines.runs.lifecycle`.
 
-Stopping: :func:`pipelines.runs.lifecycle.request_stop` from any process, or SIGTERM/SIGINT to this one, sets
-the flag the trainer polls every batch. A second signal once the flag is set stops at once
+Stopping: :func:`pipelines.runs.lifecycle.request_stop` from any process, or SIGTERM/SIGINT
+to this one, sets the flag the trainer polls every batch. A second signal once the flag is set stops at once
 (the current batch is lost).
 
 The trainer's summary may say ``"stopped": true/false``; that decides between ``stopped``
@@ -181,7 +181,7 @@ def failure_message(error: BaseException) -> str:
 
 def _record(store: RunStore, run_id: str, status: str, error: str) -> bool:
     """Record how the run ended; if the store itself can't be written (a full disk), say
-    why on stderr - the only place left - and return False: readers then see the run
+    why on stderr - the only place left - and return False: the run is then reaped as
     ``interrupted`` once this process has ended."""
     try:
         lifecycle.finish(store, run_id, status, error)
