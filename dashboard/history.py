@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from pipelines.runs.run import Run
 
 COLUMNS = [
     "run",
@@ -42,35 +43,36 @@ def _dataset_name(dataset: str) -> str:
     return Path(text).name or text
 
 
-def history_frame(
-    runs: Sequence[Mapping[str, Any]], best: Mapping[str, Mapping[str, float]]
-) -> pd.DataFrame:
+def history_frame(runs: Sequence[Run], best: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """One row per run (newest first, as given) with its status, key hyperparameters, each
-    arm's best validation accuracy and the wall time; columns :data:`COLUMNS`."""
+    arm's best validation accuracy and the wall time; columns :data:`COLUMNS`. A run whose
+    stored config no longer parses has its hyperparameter columns empty."""
     rows = []
     for run in runs:
-        c = run["config"]
-        summary = run.get("summary") or {}
-        scores = best.get(run["run_id"], {})
-        rows.append(
-            {
-                "run": run["run_id"],
-                "status": run["status"],
-                "created": datetime.fromtimestamp(run["created"]),
-                "dataset": _dataset_name(c.get("dataset", "")),
-                "backbone": c.get("backbone"),
-                "image_size": c.get("image_size") or summary.get("image_size"),
-                "train_per_class": c.get("train_per_class"),
-                "epochs": f"{c['phase1']['epochs']} + {c['phase2']['epochs']}",
-                "phase1.lr": c["phase1"]["lr"],
-                "phase2.lr": c["phase2"]["lr"],
-                "phase2.unfreeze_blocks": c["phase2"]["unfreeze_blocks"],
-                "batch_size": c.get("batch_size"),
-                "best_imagenet": scores.get("imagenet"),
-                "best_random": scores.get("random"),
-                "wall_s": summary.get("wall_s"),
+        c = run.config
+        summary = run.summary or {}
+        scores = best.get(run.run_id, {})
+        row = {
+            "run": run.run_id,
+            "status": run.status,
+            "created": datetime.fromtimestamp(run.created),
+            "best_imagenet": scores.get("imagenet"),
+            "best_random": scores.get("random"),
+            "wall_s": summary.get("wall_s"),
+        }
+        if c is not None:
+            row |= {
+                "dataset": _dataset_name(c.dataset),
+                "backbone": c.backbone,
+                "image_size": c.image_size or summary.get("image_size"),
+                "train_per_class": c.train_per_class,
+                "epochs": f"{c.phase1.epochs} + {c.phase2.epochs}",
+                "phase1.lr": c.phase1.lr,
+                "phase2.lr": c.phase2.lr,
+                "phase2.unfreeze_blocks": c.phase2.unfreeze_blocks,
+                "batch_size": c.batch_size,
             }
-        )
+        rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("image_size", "train_per_class", "batch_size", "phase2.unfreeze_blocks"):
         frame[column] = frame[column].astype("Int64")

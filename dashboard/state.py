@@ -2,7 +2,10 @@
 models; and the one way engine errors reach the user.
 
 Nothing here trains. Runs are started and stopped through :class:`pipelines.runs.jobs.JobManager`
-(worker processes); everything shown is read from :class:`pipelines.runs.store.RunStore`.
+(worker processes); everything shown is read from :class:`pipelines.runs.store.RunStore`,
+whose reads never write: :func:`status`, :func:`selected_run` and :func:`list_runs` reap
+(:func:`pipelines.runs.lifecycle.reap`) first, so a run whose worker died shows
+``interrupted``.
 Locations are read from :mod:`pipelines.settings` on every call, so the cache keys include
 them (tests point them at temporary folders).
 """
@@ -28,8 +31,10 @@ import streamlit as st
 
 from pipelines import settings
 from pipelines.errors import UserError
+from pipelines.runs import lifecycle
 from pipelines.runs.jobs import JobManager
-from pipelines.runs.store import ACTIVE, RunStore
+from pipelines.runs.run import Run
+from pipelines.runs.store import RunStore
 from pipelines.training.config import ExperimentConfig
 
 SAMPLES_PER_CLASS = 4
@@ -108,15 +113,16 @@ def start(config: ExperimentConfig) -> str:
         return _jobs(_runs_root()).start(config)
 
 
-def status(run_id: str) -> dict[str, Any]:
-    """The run from the store, after collecting exited workers this server started - unless
-    another session is doing that right now: every watching session asks every second, and
-    none should wait for another."""
+def status(run_id: str) -> Run:
+    """The run from the store, reaped first; also collects exited workers this server
+    started - unless another session is doing that right now: every watching session asks
+    every second, and none should wait for another."""
     if _JOBS_LOCK.acquire(blocking=False):
         try:
             return _jobs(_runs_root()).status(run_id)
         finally:
             _JOBS_LOCK.release()
+    lifecycle.reap(store(), run_id)
     return store().get_run(run_id)
 
 
@@ -134,6 +140,19 @@ def kill(run_id: str) -> None:
         _jobs(_runs_root()).kill(run_id)
 
 
+def delete_run(run_id: str) -> None:
+    """Delete a finished run, its rows and files (reaped first, so a dead one can go)."""
+    with _JOBS_LOCK:
+        _jobs(_runs_root()).delete(run_id)
+
+
+def list_runs() -> list[Run]:
+    """Every run, newest first, reaped first."""
+    s = store()
+    lifecycle.reap(s)
+    return s.list_runs()
+
+
 def selected_run() -> str | None:
     """The run to show: ``?run=`` in the URL, else this session's last, else the newest
     queued or running run. None when there is none (or it was deleted). A ``?run=`` that
@@ -149,8 +168,9 @@ def selected_run() -> str | None:
                 if candidate == wanted:
                     st.session_state["missing_run"] = wanted
                 continue
-    active = [r for r in s.list_runs() if r["status"] in ACTIVE]
-    return active[0]["run_id"] if active else None
+    lifecycle.reap(s)
+    active = [r for r in s.list_runs() if r.active]
+    return active[0].run_id if active else None
 
 
 @st.cache_data(show_spinner=False)

@@ -19,7 +19,10 @@ Glossary (the code uses these names and no others for these ideas):
 * **block** - a unit of the backbone that is frozen or trained as a whole (a stage of
   EfficientNet-Lite; derived from variable names for other SavedModels).
 * **unfreeze_blocks** - how many of the top blocks ``phase2`` trains (``phase2.unfreeze_blocks``).
-* **run** - one started experiment in the run store, with its status, rows and files.
+* **run** - one started experiment in the run store, with its status, rows and files; read
+  as a :class:`~pipelines.runs.run.Run`.
+* **reap** - mark ``interrupted`` a queued/running run whose worker process is gone
+  (:func:`pipelines.runs.lifecycle.reap`); done by whoever polls runs, never by a store read.
 * **trial** / **sweep** - a sweep explores a space of configs; each trial of it is a run.
 * **feature cache** - frozen-backbone features per image on disk, reused across runs.
 * **boundary cache** - the frozen bottom's output at the fine-tuning cut, computed once per

@@ -88,8 +88,8 @@ def _engine(sets: list[str], env: dict[str, str], timeout: float) -> dict:
     from pipelines.runs.store import RunStore
 
     run = RunStore(Path(env["RUNS_DIR"])).get_run(result["out"]["run_id"])
-    result["summary"] = run["summary"]
-    result["curves"] = RunStore(Path(env["RUNS_DIR"])).curves(run["run_id"]).to_dict("records")
+    result["summary"] = run.summary
+    result["curves"] = RunStore(Path(env["RUNS_DIR"])).curves(run.run_id).to_dict("records")
     return result
 
 

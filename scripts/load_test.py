@@ -58,8 +58,9 @@ for folder in (ROOT, ROOT / "scripts"):
 import psutil  # noqa: E402
 from ws_watchers import Watchers  # noqa: E402
 
+from pipelines.runs import lifecycle  # noqa: E402
 from pipelines.runs.jobs import JobManager  # noqa: E402
-from pipelines.runs.store import ACTIVE, RunStore  # noqa: E402
+from pipelines.runs.store import RunStore  # noqa: E402
 from pipelines.training.config import ExperimentConfig  # noqa: E402
 from tests.served import Server, launch_chromium, until  # noqa: E402
 
@@ -271,9 +272,10 @@ def measure(
     """One run of ``config``: ``args.cycles`` off/on window pairs, then stopped."""
     kind, n = mode
     os.environ["FEATURE_CACHE_DIR"] = str(features)  # a cold cache for every run alike
-    run_id = JobManager(store).start(config)
+    jobs = JobManager(store)
+    run_id = jobs.start(config)
     until(lambda: len(steady_rows(store, run_id)) >= 2, 600, "steady fine-tuning epochs")
-    worker = psutil.Process(store.get_run(run_id)["worker_pid"])
+    worker = psutil.Process(store.get_run(run_id).worker_pid)
     meter = CpuMeter(psutil.Process(server.proc.pid), worker)
     windows: list[Window] = []
     errors: list[str] = []
@@ -292,8 +294,8 @@ def measure(
         seen, problems = audience.close()
         windows.append(Window(True, start, end, cpu, seen))
         errors += problems
-    store.request_stop(run_id)
-    until(lambda: store.get_run(run_id)["status"] not in ACTIVE, 120, "the run to stop")
+    lifecycle.request_stop(store, run_id)
+    until(lambda: not jobs.status(run_id).active, 120, "the run to stop")  # reaped too
     out = summarise(store, run_id, windows)
     out = {"mode": f"{kind}:{n}", **out}
     if errors:

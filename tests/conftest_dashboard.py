@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 from pipelines.training.config import ExperimentConfig
 from tests.conftest_data import make_image_folder
@@ -120,8 +121,9 @@ def write_run(
         )
     if status in ("completed", "stopped"):
         _finish(store, run_id, arms, images)
-    if status != "running":
-        store.set_status(run_id, status, "boom: synthetic failure" if status == "failed" else None)
+    if status != "running":  # as its worker would record it
+        error = "boom: synthetic failure" if status == "failed" else None
+        lifecycle.finish(store, run_id, status, error)
     return run_id
 
 

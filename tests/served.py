@@ -134,15 +134,16 @@ class Server:
 
 def kill_workers(runs: Path) -> None:
     """Workers outlive the server by design; SIGKILL the active ones under ``runs``."""
-    from pipelines.runs.store import ACTIVE, RunStore, process_alive
+    from pipelines.runs.lifecycle import process_alive
+    from pipelines.runs.store import ACTIVE, RunStore
 
     if not (runs / "runs.sqlite3").exists():
         return
     store = RunStore(runs)
     try:
         for run in store.list_runs():
-            pid = run["worker_pid"]
-            if run["status"] in ACTIVE and pid and process_alive(pid, run["worker_started"]):
+            pid = run.worker_pid
+            if run.status in ACTIVE and pid and process_alive(pid, run.worker_started):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
     finally:

@@ -210,12 +210,13 @@ def model(name: str):
 
 def existing_run(status: str = "completed", arms: str = "imagenet,random"):
     def make(ctx: Ctx) -> str:
+        from pipelines.runs import lifecycle
         from pipelines.training.config import ExperimentConfig
 
         config = ExperimentConfig().with_overrides([f"dataset={ctx.tiny}", f"arms={arms}"])
         store = ctx.store()
         run_id = store.create_run(config)
-        store.finish(run_id, status, "failed: test" if status == "failed" else None)
+        lifecycle.finish(store, run_id, status, "failed: test" if status == "failed" else None)
         return run_id
 
     return make
@@ -655,7 +656,7 @@ def _store_state(runs: Path) -> dict[str, str] | bytes | None:
         return {}
     store = RunStore(runs)
     try:
-        return {r["run_id"]: r for r in store.list_runs()}
+        return {r.run_id: r for r in store.list_runs()}
     finally:
         store.close()
 
@@ -665,11 +666,11 @@ def _check_nothing_half_written(case, before, after, tmp: Path, runs: Path, mess
         assert after == before
         return
     new = {i: r for i, r in after.items() if i not in before}
-    assert not [r for r in after.values() if r["status"] in ACTIVE], "a run left active"
+    assert not [r for r in after.values() if r.status in ACTIVE], "a run left active"
     if case.outcome == FAILED_RUN:
         (run,) = new.values()
-        assert run["status"] == "failed" and case.expect in run["error"]
-        assert run["error"] in message
+        assert run.status == "failed" and case.expect in run.error
+        assert run.error in message
     else:
         assert new == {}, f"refused input created run(s) {list(new)}"
     assert not list(runs.rglob(".extracting")), "a half extraction was left behind"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.__main__ import main
+from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 from tests.conftest_store import fill_run, tiny_config
 
@@ -23,7 +24,7 @@ def two_runs(store: RunStore) -> tuple[str, str]:
     """An older finished run with curves, and a newer queued one without."""
     done = store.create_run(tiny_config())
     fill_run(store, done, epochs=2)
-    store.finish(done, "completed")
+    lifecycle.finish(store, done, "completed")
     queued = store.create_run(tiny_config(arms="imagenet", backbone="mobilenet_v2"))
     return done, queued
 
@@ -95,16 +96,45 @@ def test_delete_needs_confirmation(two_runs, store, monkeypatch, capsys) -> None
     assert store.get_run(done)
     monkeypatch.setattr("builtins.input", lambda prompt: "y")
     assert main(["runs", "delete", done]) == 0
-    assert [r["run_id"] for r in store.list_runs()] == [two_runs[1]]
+    assert [r.run_id for r in store.list_runs()] == [two_runs[1]]
 
 
 def test_delete_yes_and_refusal_of_an_active_run(two_runs, store, capsys) -> None:
     done, queued = two_runs
-    store.claim_worker(queued, os.getpid())
+    lifecycle.claim_worker(store, queued, os.getpid())
     assert main(["runs", "delete", queued, "--yes"]) == 2
     assert "stop it first" in capsys.readouterr().err
     assert main(["runs", "delete", done, "--yes"]) == 0
     assert f"deleted run {done}" in capsys.readouterr().out
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_list_show_and_delete_reap_a_run_whose_worker_died(two_runs, store, capsys) -> None:
+    _, queued = two_runs
+    lifecycle.claim_worker(store, queued, os.getpid())
+    store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (_dead_pid(), queued))
+    assert store.get_run(queued).status == "queued"  # reading the store alone does not reap
+    assert main(["runs", "show", queued, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "interrupted" and "ended without finishing" in shown["error"]
+    assert main(["runs", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "interrupted"
+    assert main(["runs", "delete", queued, "--yes"]) == 0
+    assert [r.status for r in store.list_runs()] == ["completed"]
+
+
+def test_list_reaps_before_listing(two_runs, store, capsys) -> None:
+    _, queued = two_runs
+    lifecycle.claim_worker(store, queued, os.getpid())
+    store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (_dead_pid(), queued))
+    assert main(["runs", "list"]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    assert store.get_run(queued).status == "interrupted"
 
 
 @pytest.mark.parametrize("action", [["show"], ["export", "--csv", "x.csv"], ["delete", "--yes"]])

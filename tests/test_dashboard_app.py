@@ -276,7 +276,7 @@ def test_start_spawns_a_worker_and_shows_its_run(app, dashboard_env, workload):
     from pipelines.runs.jobs import JobManager
 
     run = JobManager(dashboard_env.store).wait(run_id, timeout=60)
-    assert run["status"] == "completed", run
+    assert run.status == "completed", run
     ok(at.run())
     assert any("completed" in m.value for m in at.markdown)
     assert at.subheader[0].value == "After the run"
@@ -345,7 +345,7 @@ def test_stop_asks_the_worker_to_stop(app, dashboard_env):
     at = ok(app(run=run_id).run())
     at.button(key=f"stop.{run_id}").click()
     ok(at.run())
-    assert dashboard_env.store.get_run(run_id)["stop_requested"]
+    assert dashboard_env.store.get_run(run_id).stop_requested
     assert any("Stopping after the current batch" in c.value for c in at.caption)
 
 
@@ -443,7 +443,7 @@ def test_delete_asks_first_and_refuses_an_active_run(app, dashboard_env):
     assert len(dashboard_env.store.list_runs()) == 2  # nothing deleted yet
     [b for b in at.button if b.label == "Yes, delete"][0].click()
     ok(at.run())
-    remaining = [r["run_id"] for r in dashboard_env.store.list_runs()]
+    remaining = [r.run_id for r in dashboard_env.store.list_runs()]
     assert remaining == [active]
     assert any("stop it first" in e for e in errors(at))
     assert any(done in s.value for s in at.success)

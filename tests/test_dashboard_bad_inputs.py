@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 from tests.conftest_dashboard import write_run
 from tests.conftest_data import (
@@ -330,7 +331,7 @@ def failed_run(error: str):
 
     def drive(ctx: Ctx) -> None:
         run_id = write_run(ctx.env.store, status="running", epochs_done=0)
-        ctx.env.store.finish(run_id, "failed", error)
+        lifecycle.finish(ctx.env.store, run_id, "failed", error)
         ctx.setup = False
         ctx.existing_runs = 1
         ctx.open(run=run_id)
@@ -671,7 +672,7 @@ def _store_snapshot(runs: Path) -> dict[str, str] | bytes | None:
         return {}
     store = RunStore(runs)
     try:
-        return {r["run_id"]: r["status"] for r in store.list_runs()}
+        return {r.run_id: r.status for r in store.list_runs()}
     finally:
         store.close()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.runs.store import ACTIVE, RunStore, process_alive
+from pipelines.runs.lifecycle import process_alive
+from pipelines.runs.store import ACTIVE, RunStore
 from tests.conftest_dashboard import HOH_CLASSES
 from tests.conftest_data import make_image_folder
 from tests.served import (
@@ -103,8 +104,8 @@ def test_a_killed_server_leaves_the_worker_running_and_a_new_one_reattaches(serv
 
             server.kill()
             run = store.get_run(run_id)
-            assert run["status"] == "running", run
-            assert process_alive(run["worker_pid"], run["worker_started"])
+            assert run.status == "running", run
+            assert process_alive(run.worker_pid, run.worker_started)
             rows = len(store.curves(run_id, kind="batch"))
             until(lambda: len(store.curves(run_id, kind="batch")) > rows, 10, "rows after the kill")
 
@@ -117,7 +118,7 @@ def test_a_killed_server_leaves_the_worker_running_and_a_new_one_reattaches(serv
             until(lambda: _points(fresh) > seen, 30, f"the chart growing past {seen} points")
             fresh.screenshot(path=str(tmp_path / "reattached.png"))
             assert fresh.locator("[data-testid='stException']").count() == 0
-            assert store.get_run(run_id)["status"] == "running"
+            assert store.get_run(run_id).status == "running"
         finally:
             browser.close()
     print(f"screenshot: {tmp_path / 'reattached.png'}")
@@ -140,10 +141,10 @@ class StorePoller(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 runs = store.list_runs()
-                running = sum(r["status"] == "running" for r in runs)
+                running = sum(r.status == "running" for r in runs)
                 self.max_running = max(self.max_running, running)
                 for r in runs:
-                    self.seen.setdefault(r["run_id"], set()).add(r["status"])
+                    self.seen.setdefault(r.run_id, set()).add(r.status)
                 self.samples += 1
                 time.sleep(self.period)
         finally:
@@ -177,7 +178,7 @@ def test_two_tabs_starting_at_the_same_instant_are_queued(served_env, tmp_path):
             assert ids[0] != ids[1], "both tabs show the same run: one Start was lost"
             store = RunStore(runs)
             until(
-                lambda: all(store.get_run(i)["status"] not in ACTIVE for i in ids),
+                lambda: all(store.get_run(i).status not in ACTIVE for i in ids),
                 90,
                 "both runs to finish",
             )
@@ -187,15 +188,15 @@ def test_two_tabs_starting_at_the_same_instant_are_queued(served_env, tmp_path):
         finally:
             poller.stop()
             browser.close()
-    finished = {r["run_id"]: r for r in store.list_runs()}
+    finished = {r.run_id: r for r in store.list_runs()}
     assert sorted(finished) == sorted(ids), finished.keys()
-    created = sorted(r["created"] for r in finished.values())
+    created = sorted(r.created for r in finished.values())
     assert created[1] - created[0] < 2.0, "the Starts were not at the same instant"
     assert poller.samples > 50
     assert poller.max_running == 1, "two experiments ran at once"
     assert any("queued" in s and "running" in s for s in poller.seen.values()), poller.seen
     for run_id, run in finished.items():
-        assert run["status"] == "completed", run
+        assert run.status == "completed", run
         epochs = store.curves(run_id, kind="epoch")
         assert len(epochs) == EPOCHS * ARMS, f"{run_id}: {len(epochs)} epoch rows"
         assert len(store.curves(run_id, kind="batch")) == EPOCHS * ARMS * 4

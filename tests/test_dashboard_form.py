@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas
 import pytest
 
 from dashboard import form, history, i18n
@@ -120,18 +121,28 @@ def test_source_of():
 
 
 def test_history_frame_has_a_row_per_run_with_key_hyperparameters():
-    config = ExperimentConfig(dataset="/x/runs/uploads/0123456789abcdef/dataset").to_dict()
+    from pipelines.runs.run import Run
+
+    config = ExperimentConfig(dataset="/x/runs/uploads/0123456789abcdef/dataset")
+    unparsed = {**ExperimentConfig().to_dict(), "renamed_since": 1}
     runs = [
-        {"run_id": "r2", "status": "running", "created": 1.7e9, "config": config},
-        {
-            "run_id": "r1",
-            "status": "completed",
-            "created": 1.6e9,
-            "config": ExperimentConfig().to_dict(),
-            "summary": {"wall_s": 12.5, "image_size": 224},
-        },
+        Run.from_dict(
+            {"run_id": "r3", "status": "failed", "created": 1.8e9, "updated": 1.8e9}
+            | {"config": unparsed}
+        ),
+        Run("r2", "running", config, created=1.7e9, updated=1.7e9),
+        Run(
+            "r1",
+            "completed",
+            ExperimentConfig(),
+            created=1.6e9,
+            updated=1.6e9,
+            summary={"wall_s": 12.5, "image_size": 224},
+        ),
     ]
     frame = history.history_frame(runs, {"r1": {"imagenet": 0.9, "random": 0.5}})
+    assert frame.loc[0, "status"] == "failed" and pandas.isna(frame.loc[0, "epochs"])  # listed
+    frame = frame.iloc[1:].reset_index(drop=True)
     assert list(frame.columns) == history.COLUMNS
     assert list(frame["run"]) == ["r2", "r1"]
     assert frame.loc[0, "dataset"] == "upload 01234567"

@@ -70,22 +70,22 @@ def test_sigkill_mid_epoch_ten_times_then_the_next_run_completes(store, tiny_dat
             if configs:
                 started.append(jm.start(configs.pop(0)))
             time.sleep(rng.uniform(0.0, 0.3))  # anywhere in the epoch loop
-            pid = store.get_run(victim)["worker_pid"]
+            pid = store.get_run(victim).worker_pid
             os.kill(pid, signal.SIGKILL)
             assert jm._children[victim].wait(timeout=10) == -signal.SIGKILL
             epochs, batches = _rows(store, victim), _rows(store, victim, "batch")
-            run = store.get_run(victim)  # reads reap dead workers
-            assert run["status"] == "interrupted", run
-            assert f"its worker process ({pid}) ended without finishing" in run["error"]
-            assert "rows up to then are kept" in run["error"]
+            run = jm.status(victim)  # the job manager reaps dead workers
+            assert run.status == "interrupted", run
+            assert f"its worker process ({pid}) ended without finishing" in run.error
+            assert "rows up to then are kept" in run.error
             assert epochs >= 1 and batches >= epochs
             assert (_rows(store, victim), _rows(store, victim, "batch")) == (epochs, batches)
         last = started[KILLS]
         run = jm.wait(last, timeout=180)
         log = (store.artefact_dir(last) / WORKER_LOG).read_text()
-        assert run["status"] == "completed", f"{run['error']}\n{log[-2000:]}"
+        assert run.status == "completed", f"{run.error}\n{log[-2000:]}"
         assert _rows(store, last) == 2
-        statuses = [r["status"] for r in store.list_runs()]
+        statuses = [r.status for r in store.list_runs()]
         assert statuses.count("interrupted") == KILLS and statuses.count("completed") == 1
     finally:
         for proc in jm._children.values():
@@ -99,11 +99,11 @@ def test_sigkill_mid_epoch_ten_times_then_the_next_run_completes(store, tiny_dat
 
 def _check_readable_and_settled(store: RunStore, run_id: str) -> None:
     """The store still answers every reader, and nothing is left active."""
-    assert [r["status"] for r in store.list_runs() if r["status"] in ACTIVE] == []
+    assert [r.status for r in store.list_runs() if r.status in ACTIVE] == []
     store.curves(run_id)
     store.curves(run_id, kind="batch")
     store.events(run_id)
-    assert store.get_run(run_id)["status"] == "failed"
+    assert store.get_run(run_id).status == "failed"
 
 
 def test_disk_full_while_saving_the_model_fails_the_run_cleanly(store, tiny_data, monkeypatch):
@@ -127,7 +127,7 @@ def test_disk_full_while_saving_the_model_fails_the_run_cleanly(store, tiny_data
     assert run_worker(run_id, store) == EXIT_FAILED
     run = store.get_run(run_id)
     head = artefacts / "imagenet" / "head.npz"
-    assert run["error"] == f"{NO_SPACE} {head}; {FREE_SPACE}"
+    assert run.error == f"{NO_SPACE} {head}; {FREE_SPACE}"
     assert _rows(store, run_id) == 2  # the epochs trained before are kept
     _check_readable_and_settled(store, run_id)
 
@@ -158,7 +158,7 @@ def test_disk_full_in_the_run_store_fails_the_run_with_the_reason(store, tiny_da
     assert run_worker(run_id, store) == 2  # a UserError: refused by the environment
     monkeypatch.undo()
     run = store.get_run(run_id)
-    assert run["error"] == f"{NO_SPACE} the run store {str(store.path)!r}; {FREE_SPACE}"
+    assert run.error == f"{NO_SPACE} the run store {str(store.path)!r}; {FREE_SPACE}"
     assert _rows(store, run_id) + _rows(store, run_id, "batch") == 5  # written before: kept
     _check_readable_and_settled(store, run_id)
 
@@ -198,10 +198,10 @@ def test_a_worker_that_cannot_write_the_store_exits_and_is_reaped(store, job_man
     assert "no space left on device while writing the run store" in log
     assert "could not record that it failed" in log
     assert "Traceback" not in log
-    run = store.get_run(run_id)  # the reaper tells what the worker could not
-    assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+    run = job_manager.status(run_id)  # the reaper tells what the worker could not
+    assert run.status == "interrupted" and "ended without finishing" in run.error
     assert _rows(store, run_id, "batch") == 2
-    assert [r["status"] for r in store.list_runs()] == ["interrupted"]
+    assert [r.status for r in store.list_runs()] == ["interrupted"]
 
 
 def test_a_feature_cache_that_cannot_be_written_does_not_fail_the_run(
@@ -222,7 +222,7 @@ def test_a_feature_cache_that_cannot_be_written_does_not_fail_the_run(
     run_id = store.create_run(config)
     assert run_worker(run_id, store) == EXIT_COMPLETED
     assert calls, "the feature cache was never written to"
-    assert store.get_run(run_id)["status"] == "completed" and _rows(store, run_id) == 2
+    assert store.get_run(run_id).status == "completed" and _rows(store, run_id) == 2
     assert not list(cache.rglob("*.npz")) and not list(cache.rglob("*.tmp"))
 
 
@@ -280,15 +280,15 @@ def test_two_starts_at_the_same_instant_queue_with_real_training(store, tiny_dat
     most_running, deadline = 0, time.monotonic() + 240
     try:
         while time.monotonic() < deadline:  # 20 Hz, for the whole lifetime of both
-            runs = {r["run_id"]: r for r in store.list_runs()}
-            most_running = max(most_running, sum(runs[i]["status"] == "running" for i in ids))
+            runs = {r.run_id: r for r in store.list_runs()}
+            most_running = max(most_running, sum(runs[i].status == "running" for i in ids))
             assert most_running <= 1, "two experiments running at once on 2 cores"
-            if all(runs[i]["status"] not in ACTIVE for i in ids):
+            if all(runs[i].status not in ACTIVE for i in ids):
                 break
             time.sleep(0.05)
         for run_id in ids:
             run = store.get_run(run_id)
-            assert run["status"] == "completed", run["error"]
+            assert run.status == "completed", run.error
             frame = store.curves(run_id)
             assert len(frame) == epochs * len(arms)  # no rows lost
             assert sorted(frame.groupby("arm").size().items()) == [(a, epochs) for a in arms]

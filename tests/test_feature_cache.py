@@ -60,7 +60,7 @@ def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_h
     from pipelines.data import dataset as dataset_mod
 
     assert dataset_mod._decode_cached.cache_info().currsize == 0  # nothing was decoded
-    first_acc = store.get_run(first)["summary"]["arms"]["imagenet"]
+    first_acc = store.get_run(first).summary["arms"]["imagenet"]
     assert first_acc["epochs"] == 2
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.errors import UserError
+from pipelines.runs import lifecycle
 from pipelines.runs.jobs import JobManager, max_running_from_env
 from pipelines.runs.store import ACTIVE, RunStore
 from pipelines.runs.worker import EXIT_COMPLETED, EXIT_REFUSED, EXIT_STOPPED, run_worker
@@ -29,9 +30,9 @@ def test_start_runs_a_worker_process_to_completion(job_manager: JobManager, stor
     workload(steps=5, step_s=0.01)
     run_id = job_manager.start(tiny_config())
     run = job_manager.wait(run_id, timeout=30)
-    assert run["status"] == "completed", run
-    assert run["worker_pid"] != os.getpid()
-    assert run["summary"] == {"steps_done": 5, "stopped": False}
+    assert run.status == "completed", run
+    assert run.worker_pid != os.getpid()
+    assert run.summary == {"steps_done": 5, "stopped": False}
     assert _batches(store, run_id) == 10
     assert store.result(run_id, "random")["confusion"] == [[2, 0], [1, 1]]
     messages = [e["message"] for e in store.events(run_id)]
@@ -48,17 +49,17 @@ def test_two_starts_at_once_queue_and_run_in_order(store: RunStore, workload) ->
     started_order = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        runs = {r["run_id"]: r for r in store.list_runs()}
-        running = [i for i in ids if runs[i]["status"] == "running"]
+        runs = {r.run_id: r for r in store.list_runs()}
+        running = [i for i in ids if runs[i].status == "running"]
         assert len(running) <= 1, "two experiments running at once"
         for i in running:
             if i not in started_order:
                 started_order.append(i)
-        if all(runs[i]["status"] not in ACTIVE for i in ids):
+        if all(runs[i].status not in ACTIVE for i in ids):
             break
         time.sleep(0.05)
-    oldest_first = [r["run_id"] for r in reversed(store.list_runs())]
-    assert [runs[i]["status"] for i in oldest_first] == ["completed", "completed"]
+    oldest_first = [r.run_id for r in reversed(store.list_runs())]
+    assert [runs[i].status for i in oldest_first] == ["completed", "completed"]
     assert started_order == oldest_first
     for run_id in ids:
         assert _batches(store, run_id) == 16  # no rows lost
@@ -74,7 +75,7 @@ def test_graceful_stop_keeps_rows_and_marks_stopped(job_manager: JobManager, sto
     assert job_manager.stop(run_id, timeout=10) == "stopped"
     assert time.monotonic() - asked < 5
     run = store.get_run(run_id)
-    assert run["stop_requested"] and run["summary"]["stopped"] is True
+    assert run.stop_requested and run.summary["stopped"] is True
     assert _batches(store, run_id) >= 5
     assert "stopped on request" in store.events(run_id)[-1]["message"]
 
@@ -86,8 +87,8 @@ def test_sigterm_stops_gracefully_instead_of_killing(job_manager: JobManager, st
     until(lambda: _batches(store, run_id) >= 3, what="first batches")
     os.kill(proc.pid, signal.SIGTERM)
     run = job_manager.wait(run_id, timeout=10)
-    assert run["status"] == "stopped"
-    assert run["stop_requested"]  # the signal's request reached the store too
+    assert run.status == "stopped"
+    assert run.stop_requested  # the signal's request reached the store too
     assert proc.wait(timeout=5) == EXIT_STOPPED
 
 
@@ -110,8 +111,8 @@ def test_stop_while_queued(job_manager: JobManager, store, workload) -> None:
     workload(steps=10_000, step_s=0.02)
     first = job_manager.start(tiny_config())
     second = job_manager.start(tiny_config())
-    until(lambda: store.get_run(first)["status"] == "running", what="first running")
-    assert store.get_run(second)["status"] == "queued"
+    until(lambda: store.get_run(first).status == "running", what="first running")
+    assert store.get_run(second).status == "queued"
     assert job_manager.stop(second, timeout=10) == "stopped"
     assert _batches(store, second) == 0
     assert job_manager.stop(first, timeout=10) == "stopped"
@@ -127,14 +128,15 @@ def test_sigkilled_worker_is_reaped_interrupted_and_frees_its_slot(
     until(lambda: _batches(store, doomed) >= 5, what="first batches")
     monkeypatch.setenv("PIPELINES_TEST_STEPS", "3")  # the next worker gets a short run
     waiting = job_manager.start(tiny_config())
-    until(lambda: store.get_run(waiting)["status"] == "queued", what="second queued")
-    os.kill(store.get_run(doomed)["worker_pid"], signal.SIGKILL)
+    until(lambda: store.get_run(waiting).status == "queued", what="second queued")
+    os.kill(store.get_run(doomed).worker_pid, signal.SIGKILL)
     proc.wait(timeout=5)
     kept = _batches(store, doomed)
-    run = store.get_run(doomed)
-    assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
+    assert store.get_run(doomed).status == "running"  # a store read does not reap
+    run = job_manager.status(doomed)  # the job manager does
+    assert run.status == "interrupted" and "ended without finishing" in run.error
     assert kept >= 5 and _batches(store, doomed) == kept
-    assert job_manager.wait(waiting, timeout=20)["status"] == "completed"
+    assert job_manager.wait(waiting, timeout=20).status == "completed"
 
 
 def test_kill_marks_stopped(job_manager: JobManager, store, workload) -> None:
@@ -143,7 +145,7 @@ def test_kill_marks_stopped(job_manager: JobManager, store, workload) -> None:
     proc = job_manager._children[run_id]
     until(lambda: _batches(store, run_id) >= 1, what="first batch")
     assert job_manager.kill(run_id) == "stopped"
-    assert "killed" in store.get_run(run_id)["error"]
+    assert "killed" in store.get_run(run_id).error
     assert proc.wait(timeout=5) == -signal.SIGKILL
 
 
@@ -151,15 +153,15 @@ def test_failures_are_recorded_with_their_message(job_manager: JobManager, store
     workload("failing_workload")
     crashed = job_manager.start(tiny_config())
     run = job_manager.wait(crashed, timeout=20)
-    assert run["status"] == "failed" and run["error"] == "RuntimeError: boom"
+    assert run.status == "failed" and run.error == "RuntimeError: boom"
     assert _batches(store, crashed) == 1
     assert "Traceback" in (store.artefact_dir(crashed) / "worker.log").read_text()
     assert "RuntimeError: boom" in (store.artefact_dir(crashed) / "traceback.txt").read_text()
     workload("refusing_workload")
     refused = job_manager.start(tiny_config())
     run = job_manager.wait(refused, timeout=20)
-    assert run["status"] == "failed"
-    assert run["error"] == "batch_size: 64 is larger than the training set"
+    assert run.status == "failed"
+    assert run.error == "batch_size: 64 is larger than the training set"
 
 
 def test_run_worker_in_process_for_the_foreground_train_command(store, workload, capfd) -> None:
@@ -168,7 +170,7 @@ def test_run_worker_in_process_for_the_foreground_train_command(store, workload,
     assert run_worker(run_id, store) == EXIT_COMPLETED
     assert capfd.readouterr() == ("", "")  # prints nothing: the train command reports
     run = store.get_run(run_id)
-    assert run["status"] == "completed" and run["worker_pid"] == os.getpid()
+    assert run.status == "completed" and run.worker_pid == os.getpid()
     with pytest.raises(UserError, match="already completed"):
         run_worker(run_id, store)
     with pytest.raises(UserError, match="no run with id"):
@@ -181,9 +183,9 @@ def test_run_worker_in_process_for_the_foreground_train_command(store, workload,
 def test_stop_requested_before_the_slot_is_free(store, workload) -> None:
     workload(steps=3, step_s=0.0)
     run_id = store.create_run(tiny_config())
-    store.request_stop(run_id)
+    lifecycle.request_stop(store, run_id)
     assert run_worker(run_id, store) == EXIT_STOPPED
-    assert store.get_run(run_id)["status"] == "stopped"
+    assert store.get_run(run_id).status == "stopped"
     assert store.curves(run_id, kind="batch").empty
 
 
@@ -219,7 +221,7 @@ def test_worker_process_runs_real_training(
     run_id = job_manager.start(config)
     run = job_manager.wait(run_id, timeout=300)
     log = (store.artefact_dir(run_id) / "worker.log").read_text()
-    assert run["status"] == "completed", f"{run['error']}\n{log[-3000:]}"
+    assert run.status == "completed", f"{run.error}\n{log[-3000:]}"
     epochs = store.curves(run_id)
     assert set(epochs["arm"]) == set(config.arms)
     assert epochs["val_accuracy"].notna().all()

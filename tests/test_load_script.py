@@ -80,8 +80,8 @@ def test_websocket_sessions_receive_every_epoch_point_of_a_live_run(tmp_path, li
             watchers = ws_watchers.Watchers(server.url, run_id, 3)
             watchers.start()
             assert watchers.ready.wait(60), "the sessions never showed the run"
-            until(lambda: store.get_run(run_id)["status"] not in ACTIVE, 60, "the run to end")
-            assert store.get_run(run_id)["status"] == "completed"
+            until(lambda: store.get_run(run_id).status not in ACTIVE, 60, "the run to end")
+            assert store.get_run(run_id).status == "completed"
             last = {(0, 6), (1, 6)}  # 3 + 3 epochs per arm
             shown = lambda: all(last <= s.seen.keys() for s in watchers.sessions)  # noqa: E731
             until(shown, 20, "every session showing the last epoch points")

@@ -1,4 +1,5 @@
-"""The run store: schema, round trips, concurrency between processes, reaping, deletion."""
+"""The run store: schema, round trips, typed runs, reads that never write, concurrency
+between processes, deletion. The worker protocol (claims, reaping) is ``test_lifecycle``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import pandas
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.runs import store as store_module
+from pipelines.runs import lifecycle
+from pipelines.runs.run import Run
 from pipelines.runs.store import EPOCH_COLUMNS, RunStore
 from pipelines.training.config import ExperimentConfig
 from tests.conftest_store import fill_run, tiny_config
@@ -31,6 +32,12 @@ def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def _running(store: RunStore, run_id: str) -> None:
+    """Claim ``run_id`` for this process and move it to ``running``, as a worker does."""
+    lifecycle.claim_worker(store, run_id, os.getpid())
+    assert lifecycle.claim_slot(store, run_id, max_running=99)
 
 
 # --- schema and files ---------------------------------------------------------------------
@@ -73,18 +80,63 @@ def test_create_get_list(store: RunStore) -> None:
     second = store.create_run(config)
     assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", second)
     run = store.get_run(second)
-    assert run["status"] == "queued" and run["error"] is None and run["summary"] is None
-    assert ExperimentConfig.from_dict(run["config"]) == config
-    assert run["stop_requested"] is False and run["progress"] == {}
-    assert run["created"] <= run["updated"] <= time.time()
-    assert [r["run_id"] for r in store.list_runs()] == [second, first]  # newest first
+    assert isinstance(run, Run) and run.run_id == second
+    assert run.status == "queued" and run.error is None and run.summary is None
+    assert run.config == config and run.config_dict == config.to_dict()
+    assert run.config_problem is None
+    assert run.stop_requested is False and run.progress == {}
+    assert run.worker_pid is None and run.worker_started is None and run.heartbeat is None
+    assert run.created <= run.updated <= time.time()
+    assert run.active and not run.finished
+    assert [r.run_id for r in store.list_runs()] == [second, first]  # newest first
+    assert [r.run_id for r in store.runs_with_status("queued")] == [first, second]  # oldest first
+    assert store.runs_with_status("running") == []
+
+
+def test_run_total_epochs_and_to_dict_round_trip(store: RunStore) -> None:
+    run_id = store.create_run(tiny_config(**{"phase1.epochs": 4, "phase2.epochs": 3}))
+    store.set_progress(run_id, "imagenet", {"phase": "feature_extraction", "epoch": 1})
+    store.set_summary(run_id, {"image_size": 224})
+    run = store.get_run(run_id)
+    assert run.total_epochs == 7
+    data = run.to_dict()
+    assert list(data) == [
+        "run_id",
+        "created",
+        "updated",
+        "status",
+        "config",
+        "worker_pid",
+        "worker_started",
+        "heartbeat",
+        "stop_requested",
+        "error",
+        "summary",
+        "progress",
+    ]
+    assert json.loads(json.dumps(data)) == data  # JSON-ready
+    assert data["config"] == run.config.to_dict()
+    assert Run.from_dict(data) == run
+    with pytest.raises(AttributeError):
+        run.status = "completed"  # frozen
+
+
+def test_a_stored_config_that_no_longer_parses_keeps_the_run_readable(store: RunStore) -> None:
+    run_id = store.create_run(tiny_config(**{"phase1.epochs": 2, "phase2.epochs": 5}))
+    stored = {**ExperimentConfig().to_dict(), "freeze_depth": 2}  # a field since renamed
+    stored["phase1"] = {"epochs": 2, "lr": 1e-3}
+    store._write("UPDATE runs SET config = ? WHERE run_id = ?", (json.dumps(stored), run_id))
+    run = store.get_run(run_id)
+    assert run.config is None and run.config_dict == stored
+    assert "no longer parses" in run.config_problem and "freeze_depth" in run.config_problem
+    assert run.total_epochs == 2 + 2  # from config_dict: phase1 2, phase2 the default 2
+    assert [r.run_id for r in store.list_runs()] == [run_id]
+    assert run.to_dict()["config"] == stored
 
 
 def test_unknown_run_id_is_a_user_error(store: RunStore) -> None:
     for call in (
         lambda: store.get_run("nope"),
-        lambda: store.set_status("nope", "failed"),
-        lambda: store.request_stop("nope"),
         lambda: store.curves("nope"),
         lambda: store.events("nope"),
         lambda: store.delete_run("nope"),
@@ -96,43 +148,17 @@ def test_unknown_run_id_is_a_user_error(store: RunStore) -> None:
         store.artefact_dir("../escape")
 
 
-def test_status_transitions(store: RunStore) -> None:
+def test_summary_progress_events_results(store: RunStore) -> None:
     run_id = store.create_run(ExperimentConfig())
-    store.claim_worker(run_id, os.getpid())
-    assert store.claim_slot(run_id, max_running=1)
-    assert store.get_run(run_id)["status"] == "running"
-    assert store.finish(run_id, "completed")
-    assert not store.finish(run_id, "failed", "too late")  # a finished run keeps its status
-    assert store.get_run(run_id)["status"] == "completed"
-    with pytest.raises(UserError, match="already completed"):
-        store.claim_worker(run_id, os.getpid())
-    store.set_status(run_id, "failed", "ValueError: x")
-    assert store.get_run(run_id)["error"] == "ValueError: x"
-    with pytest.raises(ValueError, match="unknown run status"):
-        store.set_status(run_id, "exploded")
-
-
-def test_claim_worker_refuses_a_run_another_live_process_has(store: RunStore) -> None:
-    run_id = store.create_run(ExperimentConfig())
-    store.claim_worker(run_id, os.getppid())
-    with pytest.raises(UserError, match="already being run by process"):
-        store.claim_worker(run_id, os.getpid())
-
-
-def test_stop_flag_summary_progress_events_results(store: RunStore) -> None:
-    run_id = store.create_run(ExperimentConfig())
-    assert not store.stop_requested(run_id)
-    store.request_stop(run_id)
-    assert store.stop_requested(run_id) and store.get_run(run_id)["stop_requested"]
     store.set_summary(run_id, {"imagenet": {"best_val_accuracy": np.float32(0.5)}, "x": np.nan})
-    assert store.get_run(run_id)["summary"] == {
+    assert store.get_run(run_id).summary == {
         "imagenet": {"best_val_accuracy": 0.5},
         "x": None,  # strict JSON: NaN is stored as null
     }
     store.set_progress(run_id, "imagenet", {"phase": 1, "epoch": 1, "eta_s": 12.5})
     store.set_progress(run_id, "imagenet", {"phase": 2, "epoch": 1, "eta_s": 3.0})
     store.set_progress(run_id, "random", {"phase": 1, "epoch": 2})
-    assert store.get_run(run_id)["progress"] == {
+    assert store.get_run(run_id).progress == {
         "imagenet": {"phase": 2, "epoch": 1, "eta_s": 3.0},
         "random": {"phase": 1, "epoch": 2},
     }
@@ -197,11 +223,10 @@ def test_delete_removes_rows_and_files_but_refuses_an_active_run(store: RunStore
     fill_run(store, keep)
     fill_run(store, gone)
     (store.artefact_dir(gone) / "worker.log").write_text("log")
-    store.claim_worker(gone, os.getpid())
-    store.set_status(gone, "running")
+    _running(store, gone)
     with pytest.raises(UserError, match="is running; stop it first"):
         store.delete_run(gone)
-    store.finish(gone, "stopped")
+    lifecycle.finish(store, gone, "stopped")
     store.delete_run(gone)
     assert not (store.root / gone).exists()
     with pytest.raises(UserError, match="no run with id"):
@@ -213,84 +238,45 @@ def test_delete_removes_rows_and_files_but_refuses_an_active_run(store: RunStore
     assert len(store.curves(keep, kind="batch")) == 12
 
 
-# --- reaping ------------------------------------------------------------------------------
+# --- reads never write ----------------------------------------------------------------------
 
 
-def test_reap_marks_dead_or_reused_pids_interrupted_and_keeps_rows(store: RunStore) -> None:
-    dead, reused, alive = (store.create_run(ExperimentConfig()) for _ in range(3))
-    for run_id in (dead, reused, alive):
-        fill_run(store, run_id, epochs=1)
-        store.set_status(run_id, "running")
-    store.claim_worker(alive, os.getpid())
-    store._write(
-        "UPDATE runs SET worker_pid = ?, worker_started = 1.0 WHERE run_id = ?", (_dead_pid(), dead)
-    )
-    # Our own pid, but recorded with another start time: a different process reusing it.
-    store._write(
-        "UPDATE runs SET worker_pid = ?, worker_started = 1.0 WHERE run_id = ?",
-        (os.getpid(), reused),
-    )
-    assert sorted(store.reap()) == sorted([dead, reused])
-    for run_id in (dead, reused):
-        run = store.get_run(run_id)
-        assert run["status"] == "interrupted" and "ended without finishing" in run["error"]
-        assert len(store.curves(run_id, kind="batch")) == 6
-    assert store.get_run(alive)["status"] == "running"
-    assert store.reap() == []
+def _data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits to the database."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
-def test_reap_waits_before_judging_a_run_without_worker(store, monkeypatch) -> None:
+def test_reads_of_a_run_whose_worker_died_change_nothing(store: RunStore) -> None:
+    """A dead worker's run stays ``running`` for every store read, and nothing is written:
+    marking it ``interrupted`` is the lifecycle's reap (see ``test_lifecycle``)."""
     run_id = store.create_run(ExperimentConfig())
-    assert store.reap() == []  # just created: its worker may be starting
-    monkeypatch.setattr(store_module, "ORPHAN_AFTER_S", 0.0)
-    assert store.reap() == [run_id]
-    assert "no worker process" in store.get_run(run_id)["error"]
-
-
-def test_get_and_list_reap_so_a_dead_run_never_shows_running(store: RunStore) -> None:
-    run_id = store.create_run(ExperimentConfig())
-    store.claim_worker(run_id, os.getpid())
-    store.set_status(run_id, "running")
+    orphan = store.create_run(ExperimentConfig())  # no worker pid, long ago
+    _running(store, run_id)
     store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (_dead_pid(), run_id))
-    assert store.list_runs()[0]["status"] == "interrupted"
+    store._write("UPDATE runs SET updated = 1.0, heartbeat = NULL WHERE run_id = ?", (orphan,))
+    watch = sqlite3.connect(store.path, isolation_level=None)
+    rows_before = watch.execute("SELECT * FROM runs ORDER BY seq").fetchall()
+    version = _data_version(watch)
+    before = store.get_run(run_id)
+    assert before.status == "running" and before.active
+    assert [r.status for r in store.list_runs()] == ["queued", "running"]
+    assert [r.run_id for r in store.runs_with_status("queued", "running")] == [run_id, orphan]
+    assert store.get_run(run_id) == before  # ``updated`` included
+    assert _data_version(watch) == version  # no other connection committed anything
+    assert watch.execute("SELECT * FROM runs ORDER BY seq").fetchall() == rows_before
+    assert lifecycle.reap(store) == [run_id, orphan]  # the reaper does mark them
+    assert {r.status for r in store.list_runs()} == {"interrupted"}
 
 
-# --- queue slots --------------------------------------------------------------------------
-
-
-def test_claim_slot_is_fifo_and_bounded(store: RunStore) -> None:
-    first, second = store.create_run(ExperimentConfig()), store.create_run(ExperimentConfig())
-    for run_id in (first, second):
-        store.claim_worker(run_id, os.getpid())
-    assert not store.claim_slot(second, max_running=1)  # first is waiting ahead of it
-    assert store.claim_slot(first, max_running=1)
-    assert not store.claim_slot(second, max_running=1)  # the slot is taken
-    store.finish(first, "completed")
-    assert store.claim_slot(second, max_running=1)
-
-
-def test_concurrent_slot_claims_never_exceed_the_limit(store: RunStore) -> None:
-    """Eight claimants with their own connections race for two slots."""
-    ids = [store.create_run(ExperimentConfig()) for _ in range(8)]
-    for run_id in ids:
-        store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (os.getpid(), run_id))
-    barrier, won = threading.Barrier(len(ids)), []
-
-    def claim(run_id: str) -> None:
-        barrier.wait()
-        for _ in range(20):
-            if store.claim_slot(run_id, max_running=2):
-                won.append(run_id)
-                return
-        store.close()
-
-    threads = [threading.Thread(target=claim, args=(r,)) for r in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(won) == sorted(ids[:2])  # exactly two, the oldest two
-    assert len(store.runs_with_status("running")) == 2
+def test_delete_refuses_a_dead_workers_run_until_it_is_reaped(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    _running(store, run_id)
+    store._write("UPDATE runs SET worker_pid = ? WHERE run_id = ?", (_dead_pid(), run_id))
+    with pytest.raises(UserError, match="is running; stop it first"):
+        store.delete_run(run_id)  # deleting does not reap
+    assert lifecycle.reap(store, run_id) == [run_id]
+    store.delete_run(run_id)
+    assert store.list_runs() == []
 
 
 # --- concurrency between processes --------------------------------------------------------

@@ -19,7 +19,7 @@ from tests.conftest_engine import tiny_config as _config
 def test_full_run_stores_consistent_metrics(finished_run):
     store, run_id = finished_run
     run = store.get_run(run_id)
-    assert run["status"] == "completed"
+    assert run.status == "completed"
     epochs = store.curves(run_id, kind="epoch")
     for arm in ("imagenet", "random"):
         rows = epochs[epochs["arm"] == arm].sort_values("epoch")
@@ -32,7 +32,7 @@ def test_full_run_stores_consistent_metrics(finished_run):
         assert np.array(result["confusion"]).sum() == 8  # every validation image once
         assert len(result["predictions"]) == 8
         assert all(abs(sum(p["probabilities"]) - 1) < 1e-3 for p in result["predictions"])
-        summary = run["summary"]["arms"][arm]
+        summary = run.summary["arms"][arm]
         assert summary["final_val_accuracy"] == pytest.approx(rows["val_accuracy"].iloc[-1])
         assert summary["best_val_accuracy"] == pytest.approx(rows["val_accuracy"].max())
         assert summary["epochs"] == 3
@@ -50,12 +50,12 @@ def test_full_run_stores_consistent_metrics(finished_run):
 
 def test_the_imagenet_arm_learns_the_tiny_task(finished_run):
     store, run_id = finished_run
-    assert store.get_run(run_id)["summary"]["arms"]["imagenet"]["best_val_accuracy"] >= 0.75
+    assert store.get_run(run_id).summary["arms"]["imagenet"]["best_val_accuracy"] >= 0.75
 
 
 def test_arms_train_in_lockstep_on_identical_batches(finished_run):
     store, run_id = finished_run
-    arms = store.get_run(run_id)["summary"]["arms"]
+    arms = store.get_run(run_id).summary["arms"]
     assert arms["imagenet"]["batches_digest"] == arms["random"]["batches_digest"]
     batches = store.curves(run_id, kind="batch")
     seq = {
@@ -74,7 +74,7 @@ def test_lockstep_order_changes_with_the_seed(tiny_data, lite0_handle, store):
         )
         assert run_worker(run_id, store) == EXIT_COMPLETED
         ids.append(run_id)
-    digests = [store.get_run(i)["summary"]["arms"]["imagenet"]["batches_digest"] for i in ids]
+    digests = [store.get_run(i).summary["arms"]["imagenet"]["batches_digest"] for i in ids]
     assert digests[0] != digests[1]
 
 
@@ -90,16 +90,16 @@ def test_bad_inputs_fail_the_run_with_the_message(tiny_data, lite0_handle, store
     run_id = store.create_run(_config(tiny_data, "phase2.unfreeze_blocks=40"))
     assert run_worker(run_id, store) != EXIT_COMPLETED
     run = store.get_run(run_id)
-    assert run["status"] == "failed" and "phase2.unfreeze_blocks" in run["error"]
+    assert run.status == "failed" and "phase2.unfreeze_blocks" in run.error
     run_id = store.create_run(_config(tiny_data, "batch_size=100"))
     run_worker(run_id, store)
-    assert "batch_size: 100 is larger than the training set" in store.get_run(run_id)["error"]
+    assert "batch_size: 100 is larger than the training set" in store.get_run(run_id).error
 
 
 def _wait_for_epoch_rows(store, run_id, count, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = store.get_run(run_id)["status"]
+        status = store.get_run(run_id).status
         assert status in ("queued", "running"), store.get_run(run_id)
         if len(store.curves(run_id, kind="epoch")) >= count:
             return
@@ -116,8 +116,8 @@ def test_stop_mid_run_keeps_what_exists(tiny_data, lite0_handle, store):
     assert jobs.stop(run_id, timeout=30) == "stopped"
     assert time.monotonic() - asked < 15
     run = store.get_run(run_id)
-    assert run["summary"]["stopped"] is True
-    assert 1 <= run["summary"]["arms"]["imagenet"]["epochs"] < 200
+    assert run.summary["stopped"] is True
+    assert 1 <= run.summary["arms"]["imagenet"]["epochs"] < 200
     assert (store.artefact_dir(run_id) / "imagenet" / "head.npz").is_file()
 
 
@@ -126,11 +126,11 @@ def test_sigkilled_worker_leaves_an_interrupted_run_with_its_rows(tiny_data, lit
     jobs = JobManager(store)
     run_id = jobs.start(_config(tiny_data, "phase1.epochs=200", "phase2.epochs=0"))
     _wait_for_epoch_rows(store, run_id, 2)
-    os.kill(store.get_run(run_id)["worker_pid"], signal.SIGKILL)
+    os.kill(store.get_run(run_id).worker_pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while store.get_run(run_id)["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert store.get_run(run_id)["status"] == "interrupted"
+    while jobs.status(run_id).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)  # the job manager reaps it once the process is gone
+    assert store.get_run(run_id).status == "interrupted"
     assert len(store.curves(run_id, kind="epoch")) >= 2
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +28,8 @@ import streamlit as st
 from dashboard import figures, state
 from dashboard.components import results
 from dashboard.i18n import figure_labels, lang, t
-from pipelines.runs.store import ACTIVE
+from pipelines.runs import lifecycle
+from pipelines.runs.run import Run
 
 REFRESH_S = 1.0
 SNAPSHOT_S = 0.5
@@ -51,11 +51,14 @@ STATUS_COLORS = {
 def render(run_id: str) -> None:
     """The live panel of ``run_id`` and, for a finished run, its results."""
     try:
-        run = state.store().get_run(run_id)
+        run = state.status(run_id)  # reaped: a dead worker's run is not shown live
     except Exception as e:  # noqa: BLE001 - e.g. deleted meanwhile
         st.warning(state.error_text(e))
         return
-    active = run["status"] in ACTIVE
+    if run.config is None:  # stored by another version of this program
+        st.warning(f"{run.run_id}: {run.config_problem}")
+        return
+    active = run.active
     st.fragment(_panel, run_every=REFRESH_S if active else None)(run_id, active)
     if not active:
         results.render(run)
@@ -65,7 +68,7 @@ def _panel(run_id: str, was_active: bool) -> None:
     with state.shown_errors():
         snap = snapshot(run_id)
         run = snap.run
-        if was_active and run["status"] not in ACTIVE:
+        if was_active and not run.active:
             st.rerun()  # the whole page: panel without timer, results below
         _header(run, snap.size)
         _progress(run, snap)
@@ -78,7 +81,7 @@ def _panel(run_id: str, was_active: bool) -> None:
 class Snapshot:
     """What the live panel shows of a run at one moment; shared, so read-only."""
 
-    run: dict[str, Any]
+    run: Run
     counts: dict[str, int]  # epoch rows per arm
     numbers: dict[str, dict[str, float | None]]  # see headline()
     newest_epoch: float  # when the newest epoch row was written (0: none yet)
@@ -98,9 +101,9 @@ def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
     run = state.status(run_id)  # also collects exited workers
     epochs = state.curves(run_id)
     events = state.store().events(run_id)
-    arms = run["config"]["arms"]
-    config = run["config"]
-    size = config.get("image_size") or (run.get("summary") or {}).get("image_size")
+    config = run.config
+    arms = config.arms
+    size = config.image_size or (run.summary or {}).get("image_size")
     return Snapshot(
         run=run,
         counts={arm: int((epochs["arm"] == arm).sum()) for arm in arms},
@@ -108,38 +111,38 @@ def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
         newest_epoch=float(epochs["time"].max()) if len(epochs) else 0.0,
         events=events[-LOG_LINES:],
         event_count=len(events),
-        size=size or _native_size(config.get("backbone", "")),
+        size=size or _native_size(config.backbone),
     )
 
 
-def _header(run: dict[str, Any], size: int | str) -> None:
-    config = run["config"]
-    status = run["status"]
+def _header(run: Run, size: int | str) -> None:
+    config = run.config
+    status = run.status
     left, right = st.columns([4, 1], vertical_alignment="center")
     with left:
         st.markdown(
-            f"#### {t('run.title', id=run['run_id'])} "
+            f"#### {t('run.title', id=run.run_id)} "
             f":{STATUS_COLORS.get(status, 'gray')}-badge[{t(f'status.{status}')}]"
         )
         st.caption(
             t(
                 "run.subtitle",
-                backbone=config.get("backbone"),
-                dataset=config.get("dataset"),
+                backbone=config.backbone,
+                dataset=config.dataset,
                 size=size,
-                p1=config["phase1"]["epochs"],
-                p2=config["phase2"]["epochs"],
-                lr1=f"{config['phase1']['lr']:g}",
-                lr2=f"{config['phase2']['lr']:g}",
-                blocks=config["phase2"]["unfreeze_blocks"],
-                created=datetime.fromtimestamp(run["created"]).strftime("%Y-%m-%d %H:%M"),
+                p1=config.phase1.epochs,
+                p2=config.phase2.epochs,
+                lr1=f"{config.phase1.lr:g}",
+                lr2=f"{config.phase2.lr:g}",
+                blocks=config.phase2.unfreeze_blocks,
+                created=datetime.fromtimestamp(run.created).strftime("%Y-%m-%d %H:%M"),
             )
         )
     with right:
-        if status in ACTIVE:
+        if run.active:
             _stop_controls(run)
-    if run.get("error"):
-        st.error(run["error"])
+    if run.error:
+        st.error(run.error)
 
 
 def _native_size(backbone: str) -> int | str:
@@ -151,9 +154,9 @@ def _native_size(backbone: str) -> int | str:
         return "?"
 
 
-def _stop_controls(run: dict[str, Any]) -> None:
-    run_id = run["run_id"]
-    if not run["stop_requested"]:
+def _stop_controls(run: Run) -> None:
+    run_id = run.run_id
+    if not run.stop_requested:
         st.button(
             t("run.stop"),
             key=f"stop.{run_id}",
@@ -165,7 +168,7 @@ def _stop_controls(run: dict[str, Any]) -> None:
         return
     st.caption(t("run.stopping"))
     # When the stop was asked: here, or (another tab) the run's last update.
-    asked = st.session_state.get(f"stop_asked.{run_id}") or run["updated"]
+    asked = st.session_state.get(f"stop_asked.{run_id}") or run.updated
     if time.time() - asked > FORCE_STOP_AFTER_S:
         st.button(
             t("run.kill"),
@@ -181,7 +184,7 @@ def _request_stop(run_id: str) -> None:
     """Stop callback: the worker stops after its current batch (see ``pipelines.runs.worker``);
     ``Force stop`` is offered if it has not after ``FORCE_STOP_AFTER_S``."""
     with state.shown_errors():
-        state.store().request_stop(run_id)
+        lifecycle.request_stop(state.store(), run_id)
         st.session_state[f"stop_asked.{run_id}"] = time.time()
     _snapshot.clear()  # show "Stopping" at once
 
@@ -193,25 +196,24 @@ def _kill(run_id: str) -> None:
     _snapshot.clear()
 
 
-def _progress(run: dict[str, Any], snap: Snapshot) -> None:
-    arms = run["config"]["arms"]
+def _progress(run: Run, snap: Snapshot) -> None:
+    arms = run.config.arms
     cols = st.columns(len(arms))
     for col, arm in zip(cols, arms, strict=True):
         value, text = progress_text(run, arm, snap.counts[arm])
         col.progress(value, text=f"**{t(f'arm.{arm}')}** · {text}")
-    if snap.events and run["status"] in ACTIVE:
+    if snap.events and run.active:
         st.caption(f":material/hourglass_top: {snap.events[-1]['message']}")
 
 
-def progress_text(run: Mapping[str, Any], arm: str, epochs_done: int) -> tuple[float, str]:
+def progress_text(run: Run, arm: str, epochs_done: int) -> tuple[float, str]:
     """``(fraction done, "phase · epoch e/E · step s/S · ETA")`` for one arm of ``run``."""
-    status = run["status"]
-    config = run["config"]
-    total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
-    p = (run.get("progress") or {}).get(arm)
+    status = run.status
+    total = run.total_epochs
+    p = run.progress.get(arm)
     if status == "queued" or (status == "running" and not p):
         return 0.0, t("progress.waiting" if status == "queued" else "progress.starting")
-    if status not in ACTIVE:
+    if not run.active:
         done = 1.0 if status == "completed" else min(epochs_done / max(total, 1), 1.0)
         return done, t(f"status.{status}") + " · " + t(
             "progress.epochs", done=epochs_done, total=total
@@ -241,12 +243,12 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def headline(run: Mapping[str, Any], epochs: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+def headline(run: Run, epochs: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     """Per arm: ``final`` and ``best`` validation accuracy and ``time`` (s), from the
     summary once there is one, else from the epoch rows so far."""
-    summary = (run.get("summary") or {}).get("arms", {})
+    summary = (run.summary or {}).get("arms", {})
     out: dict[str, dict[str, float | None]] = {}
-    for arm in run["config"]["arms"]:
+    for arm in run.config.arms:
         rows = epochs[epochs["arm"] == arm] if len(epochs) else epochs
         val = rows["val_accuracy"].dropna() if len(rows) else pd.Series(dtype=float)
         s = summary.get(arm, {})
@@ -262,8 +264,8 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.1%}"
 
 
-def _headline(run: dict[str, Any], numbers: dict[str, dict[str, float | None]]) -> None:
-    finished = run["status"] not in ACTIVE
+def _headline(run: Run, numbers: dict[str, dict[str, float | None]]) -> None:
+    finished = not run.active
     arms = list(numbers)
     cols = st.columns(len(arms) + (1 if len(arms) == 2 else 0))
     for col, arm in zip(cols, arms, strict=False):
@@ -291,20 +293,17 @@ def _headline(run: dict[str, Any], numbers: dict[str, dict[str, float | None]]) 
             cols[2].metric(t("headline.diff"), "–", border=True)
 
 
-def _charts(run: dict[str, Any], snap: Snapshot) -> None:
-    config = run["config"]
-    arms = config["arms"]
-    total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
-    steps = next(
-        (p.get("steps_per_epoch") for p in (run.get("progress") or {}).values() if p), None
-    )
+def _charts(run: Run, snap: Snapshot) -> None:
+    arms = run.config.arms
+    total = run.total_epochs
+    steps = next((p.get("steps_per_epoch") for p in run.progress.values() if p), None)
     counts = " · ".join(f"{t(f'arm.{a}')}: {snap.counts[a]}" for a in arms)
     st.caption(t("charts.points", counts=counts, total=total))
     curves, overlay = _figures(
-        run["run_id"],
+        run.run_id,
         str(state.store().root),
         sum(snap.counts.values()),
-        batch_cutoff(snap.newest_epoch, active=run["status"] in ACTIVE),
+        batch_cutoff(snap.newest_epoch, active=run.active),
         steps,
         lang(),
     )
@@ -338,14 +337,13 @@ def _figures(
     shows the same state. Read-only: ``st.plotly_chart`` copies what it sends."""
     s = state.store()
     run = s.get_run(run_id)
-    config = run["config"]
-    arms = config["arms"]
+    arms = run.config.arms
     epochs = state.curves(run_id).iloc[:epoch_rows]
     batches = state.curves(run_id, kind="batch")
     batches = batches[batches["time"] <= batches_until]
     labels = figure_labels()
-    total = int(config["phase1"]["epochs"]) + int(config["phase2"]["epochs"])
-    at = figures.phase2_start(config)
+    total = run.total_epochs
+    at = figures.phase2_start(run.config_dict)
     curves = figures.arm_curves_spec(
         epochs,
         arms,

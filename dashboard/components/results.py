@@ -14,16 +14,17 @@ import streamlit as st
 
 from dashboard import figures, state
 from dashboard.i18n import figure_labels, t
+from pipelines.runs.run import Run
 from pipelines.training.export import model_dir
 
 GALLERY_MAX = 12
 GALLERY_PX = 104
 
 
-def render(run: dict[str, Any]) -> None:
+def render(run: Run) -> None:
     """Everything after a finished (completed or stopped) run."""
-    run_id = run["run_id"]
-    arms = run["config"]["arms"]
+    run_id = run.run_id
+    arms = run.config.arms
     s = state.store()
     found = {arm: s.result(run_id, arm) for arm in arms}
     found = {arm: r for arm, r in found.items() if r}
@@ -107,14 +108,14 @@ def _misclassified(found: dict[str, dict]) -> None:
                 st.caption(t("gallery.none"))
 
 
-def _try_image(run: dict[str, Any], found: dict[str, dict]) -> None:
-    run_id = run["run_id"]
+def _try_image(run: Run, found: dict[str, dict]) -> None:
+    run_id = run.run_id
     # No type= filter: a phone's photo may have any name; decode() says what is wrong.
     upload = st.file_uploader(t("try.upload"), key=f"try.{run_id}", help=t("try.help"))
     if upload is None:
         return
     data = upload.getvalue()
-    size = int((run.get("summary") or {}).get("image_size") or 224)
+    size = int((run.summary or {}).get("image_size") or 224)
     cols = st.columns([1] + [2] * (len(found) + 1))
     with state.shown_errors():
         image = state.decode(data, size, upload.name)
@@ -133,7 +134,7 @@ def _try_image(run: dict[str, Any], found: dict[str, dict]) -> None:
         with cols[-1], state.shown_errors():
             st.markdown(f"**{t('try.imagenet')}**")
             with st.spinner(t("try.predicting")):
-                top5 = state.imagenet_top5(run["config"]["backbone"], data)
+                top5 = state.imagenet_top5(run.config.backbone, data)
             st.plotly_chart(
                 figures.probabilities_bar(
                     [_short(r["label"]) for r in top5],
@@ -150,12 +151,12 @@ def _short(label: str, limit: int = 24) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
-def _downloads(run: dict[str, Any], found: dict[str, dict]) -> None:
-    run_id = run["run_id"]
+def _downloads(run: Run, found: dict[str, dict]) -> None:
+    run_id = run.run_id
     root = str(state.store().root)
     st.download_button(
         t("download.csv"),
-        data=state.metrics_csv(run_id, root, run["updated"]),
+        data=state.metrics_csv(run_id, root, run.updated),
         file_name=f"{run_id}-metrics.csv",
         mime="text/csv",
         icon=":material/table:",

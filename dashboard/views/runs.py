@@ -5,7 +5,6 @@ import streamlit as st
 
 from dashboard import figures, history, state
 from dashboard.i18n import figure_labels, labels, t
-from pipelines.runs.store import ACTIVE
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
@@ -21,7 +20,7 @@ def delete_runs(run_ids: list[str]) -> None:
     problems = []
     for run_id in run_ids:
         try:
-            state.store().delete_run(run_id)
+            state.delete_run(run_id)
         except Exception as e:  # noqa: BLE001 - shown as a message
             problems.append(state.error_text(e))
     st.session_state.pop("confirm_delete", None)
@@ -32,7 +31,7 @@ def delete_runs(run_ids: list[str]) -> None:
 
 st.title(t("runs.title"))
 store = state.store_or_stop()
-runs = store.list_runs()
+runs = state.list_runs()
 
 for problem in st.session_state.pop("delete_problems", []):
     st.error(problem)
@@ -43,13 +42,13 @@ if not runs:
     st.info(t("runs.empty"))
     st.stop()
 
-for run in (r for r in runs if r["status"] in ACTIVE):
+for run in (r for r in runs if r.active):
     with st.container(border=True, horizontal=True, vertical_alignment="center"):
-        st.markdown(t("runs.active", id=run["run_id"], status=t(f"status.{run['status']}")))
+        st.markdown(t("runs.active", id=run.run_id, status=t(f"status.{run.status}")))
         if st.button(
-            t("runs.reattach"), key=f"reattach.{run['run_id']}", icon=":material/monitoring:"
+            t("runs.reattach"), key=f"reattach.{run.run_id}", icon=":material/monitoring:"
         ):
-            open_run(run["run_id"])
+            open_run(run.run_id)
 
 table = history.history_frame(runs, store.best_val_accuracy())
 percent = st.column_config.NumberColumn

@@ -1,6 +1,9 @@
 """``python -m pipelines runs list|show|export|delete``: the run store from the shell.
 
-None of these import TensorFlow; they read the store any process may be writing to.
+None of these import TensorFlow; they read the store any process may be writing to. Each
+reaps first (:func:`pipelines.runs.lifecycle.reap`), so a run whose worker died is shown
+``interrupted`` and can be deleted. Configs are shown as stored (``Run.config_dict``), so a
+run whose config this version no longer parses is still listed and shown.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pipelines.errors import UserError
+from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 
 
@@ -43,19 +47,21 @@ def register(subparsers) -> None:
 
 
 def list_rows(store: RunStore) -> list[dict[str, Any]]:
-    """One JSON-ready row per run, newest first (the ``runs list --json`` shape)."""
+    """One JSON-ready row per run, newest first (the ``runs list --json`` shape); reaps
+    first."""
+    lifecycle.reap(store)
     best = store.best_val_accuracy()
     return [
         {
-            "run_id": run["run_id"],
-            "status": run["status"],
-            "created": iso(run["created"]),
-            "updated": iso(run["updated"]),
-            "dataset": run["config"].get("dataset"),
-            "backbone": run["config"].get("backbone"),
-            "arms": run["config"].get("arms", []),
-            "best_val_accuracy": best.get(run["run_id"], {}),
-            "error": run["error"],
+            "run_id": run.run_id,
+            "status": run.status,
+            "created": iso(run.created),
+            "updated": iso(run.updated),
+            "dataset": run.config_dict.get("dataset"),
+            "backbone": run.config_dict.get("backbone"),
+            "arms": run.config_dict.get("arms", []),
+            "best_val_accuracy": best.get(run.run_id, {}),
+            "error": run.error,
         }
         for run in store.list_runs()
     ]
@@ -63,8 +69,9 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
 
 def show_dict(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run with its epoch curves per arm and its events (the ``runs show --json``
-    shape); timestamps as ISO 8601 strings, NaN as null."""
-    run = store.get_run(run_id)
+    shape); timestamps as ISO 8601 strings, NaN as null; reaps the run first."""
+    lifecycle.reap(store, run_id)
+    run = store.get_run(run_id).to_dict()  # the JSON shape, config as stored
     frame = store.curves(run_id, kind="epoch")
     arms = list(dict.fromkeys([*run["config"].get("arms", []), *frame["arm"]]))
     curves = {
@@ -143,11 +150,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     store = RunStore()
+    lifecycle.reap(store, args.run_id)
     run = store.get_run(args.run_id)
     if not args.yes:
         if not sys.stdin.isatty():
             raise UserError(f"not deleting run {args.run_id} without confirmation; pass --yes")
-        answer = input(f"delete run {args.run_id} ({run['status']}) and its files? [y/N] ")
+        answer = input(f"delete run {args.run_id} ({run.status}) and its files? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not deleted")
             return 1

@@ -78,11 +78,11 @@ def run(args) -> int:
     print(f"run {run_id}: {config.backbone} on {config.dataset}", file=sys.stderr)
     code = run_worker(run_id, _Reporting(store, config.arms))
     run = store.get_run(run_id)
-    if run["status"] == "failed":
-        raise UserError(f"run {run_id} failed: {run['error']}")
-    if run["status"] in ("queued", "running"):  # the store could not record the end
+    if run.status == "failed":
+        raise UserError(f"run {run_id} failed: {run.error}")
+    if run.active:  # the store could not record the end
         raise UserError(f"run {run_id} ended, but the run store could not record it (see above)")
-    summary = run.get("summary") or {}
+    summary = run.summary or {}
     arms = {
         name: {
             k: arm.get(k) for k in ("final_val_accuracy", "best_val_accuracy", "epochs", "wall_s")
@@ -90,9 +90,9 @@ def run(args) -> int:
         for name, arm in summary.get("arms", {}).items()
     }
     if args.json:
-        print(json.dumps({"run_id": run_id, "status": run["status"], "arms": arms}))
+        print(json.dumps({"run_id": run_id, "status": run.status, "arms": arms}))
     else:
-        print(f"run {run_id} {run['status']}")
+        print(f"run {run_id} {run.status}")
         for name, arm in arms.items():
             print(
                 f"  {name:>8}: final val acc {arm['final_val_accuracy']:.4f}, best "

@@ -4,7 +4,9 @@ A worker is ``python -m pipelines worker RUN_ID`` in a new session (it outlives 
 that started it, e.g. the dashboard server), logging to ``<runs>/<run_id>/worker.log``. Workers
 queue themselves through the store: at most ``max_running`` run at once, in order of
 creation. Everything is in the store, so any process can watch or stop any run;
-:class:`JobManager` only adds spawning and signalling.
+:class:`JobManager` only adds spawning and signalling, and reaps (see
+:func:`pipelines.runs.lifecycle.reap`) before it answers, so a run whose worker died reads
+``interrupted``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pipelines
-from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError
+from pipelines.runs import lifecycle
+from pipelines.runs.run import ACTIVE, Run
+from pipelines.runs.store import RunStore
+from pipelines.training.config import ExperimentConfig
 from pipelines.training.preflight import check_experiment
-from pipelines.runs.store import ACTIVE, RunStore, process_alive
 
 MAX_RUNNING_ENV = "MAX_RUNNING_EXPERIMENTS"
 DEFAULT_MAX_RUNNING = 1
@@ -60,7 +63,7 @@ class JobManager:
         A config, backbone or data set refused by :func:`pipelines.training.preflight.check_experiment`
         raises :class:`UserError` and creates no run."""
         check_experiment(config)
-        self.store.reap()
+        lifecycle.reap(self.store)
         run_id = self.store.create_run(config)
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG
         package_parent = str(Path(pipelines.__file__).resolve().parent.parent)
@@ -83,12 +86,12 @@ class JobManager:
                     start_new_session=True,  # survives the server; no Ctrl-C from its terminal
                 )
         except OSError as e:
-            self.store.finish(run_id, "failed", f"could not start a worker process: {e}")
+            lifecycle.finish(self.store, run_id, "failed", f"could not start a worker process: {e}")
             raise UserError(f"could not start a worker process for run {run_id}: {e}") from None
         self._children[run_id] = proc
         # Record the pid now, so a worker that dies before claiming the run is reaped.
         with contextlib.suppress(UserError):  # it already claimed the run, and even finished
-            self.store.claim_worker(run_id, proc.pid)
+            lifecycle.claim_worker(self.store, run_id, proc.pid)
         return run_id
 
     def stop(self, run_id: str, timeout: float = 10.0) -> str:
@@ -99,39 +102,46 @@ class JobManager:
         it did not stop (see :meth:`kill`).
         """
         run = self.status(run_id)
-        if run["status"] not in ACTIVE:
-            return run["status"]
-        self.store.request_stop(run_id)
+        if not run.active:
+            return run.status
+        lifecycle.request_stop(self.store, run_id)
         status = self._wait_status(run_id, timeout)
         if status in ACTIVE:
-            self._signal(run_id, signal.SIGTERM)
+            self._signal(self.store.get_run(run_id), signal.SIGTERM)
             status = self._wait_status(run_id, 5.0)
         return status
 
     def kill(self, run_id: str) -> str:
         """SIGKILL the run's worker and mark it ``stopped``; its rows so far are kept."""
         run = self.status(run_id)
-        if run["status"] not in ACTIVE:
-            return run["status"]
-        self._signal(run_id, signal.SIGKILL)
-        self.store.finish(run_id, "stopped", "killed: its worker did not stop when asked")
-        return self.status(run_id)["status"]
+        if not run.active:
+            return run.status
+        self._signal(run, signal.SIGKILL)
+        lifecycle.finish(self.store, run_id, "stopped", "killed: its worker did not stop when asked")
+        return self.status(run_id).status
 
-    def status(self, run_id: str) -> dict[str, Any]:
-        """The run as :meth:`RunStore.get_run` returns it (reaped if its worker died)."""
+    def delete(self, run_id: str) -> None:
+        """Delete a finished run (reaped first: a run whose worker died can be deleted)."""
         self._poll_children()
+        lifecycle.reap(self.store, run_id)
+        self.store.delete_run(run_id)
+
+    def status(self, run_id: str) -> Run:
+        """The run as :meth:`RunStore.get_run` returns it, reaped first if its worker died."""
+        self._poll_children()
+        lifecycle.reap(self.store, run_id)
         return self.store.get_run(run_id)
 
-    def attach(self, run_id: str, interval: float = 0.5) -> Iterator[dict[str, Any]]:
+    def attach(self, run_id: str, interval: float = 0.5) -> Iterator[Run]:
         """Yield the run every ``interval`` s until it has finished (the last one yielded)."""
         while True:
             run = self.status(run_id)
             yield run
-            if run["status"] not in ACTIVE:
+            if not run.active:
                 return
             time.sleep(interval)
 
-    def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+    def wait(self, run_id: str, timeout: float | None = None) -> Run:
         """The run once finished, or as it is after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for run in self.attach(run_id, interval=0.2):
@@ -139,11 +149,11 @@ class JobManager:
                 return run
         return run
 
-    def running(self) -> list[dict[str, Any]]:
+    def running(self) -> list[Run]:
         self._refresh()
         return self.store.runs_with_status("running")
 
-    def queued(self) -> list[dict[str, Any]]:
+    def queued(self) -> list[Run]:
         """Queued runs in the order they will start."""
         self._refresh()
         return self.store.runs_with_status("queued")
@@ -152,7 +162,7 @@ class JobManager:
 
     def _refresh(self) -> None:
         self._poll_children()
-        self.store.reap()
+        lifecycle.reap(self.store)
 
     def _poll_children(self) -> None:
         """Collect exited workers we started, so they do not linger as zombies."""
@@ -163,15 +173,14 @@ class JobManager:
     def _wait_status(self, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:
-            status = self.status(run_id)["status"]
-            if status not in ACTIVE or time.monotonic() >= deadline:
-                return status
+            run = self.status(run_id)
+            if not run.active or time.monotonic() >= deadline:
+                return run.status
             time.sleep(0.1)
 
-    def _signal(self, run_id: str, sig: int) -> None:
+    def _signal(self, run: Run, sig: int) -> None:
         """Signal the run's worker if it is still the recorded process (not a reused pid)."""
-        run = self.store.get_run(run_id)
-        pid = run["worker_pid"]
-        if pid is not None and process_alive(pid, run["worker_started"]):
+        pid = run.worker_pid
+        if pid is not None and lifecycle.process_alive(pid, run.worker_started):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

@@ -4,6 +4,11 @@ One SQLite database in WAL mode at ``settings.runs_dir()/runs.sqlite3``, with ea
 files (worker log, saved models) in ``settings.runs_dir()/<run_id>/``. Any process that
 opens the store sees everything: the worker writes, the dashboard and CLI read.
 
+The store persists and reads; it knows nothing of processes. The worker protocol (claiming
+a run and a slot, heartbeats, stop requests, finishing, reaping dead workers) is
+:mod:`pipelines.runs.lifecycle`, which writes the ``runs`` table through
+:meth:`RunStore.transaction`. Runs are read as :class:`pipelines.runs.run.Run`.
+
 Contracts:
 
 * Each write method commits before it returns, so a crash loses at most the row being
@@ -11,9 +16,10 @@ Contracts:
 * Readers never block the writer (WAL). Each thread of each process gets its own
   connection; a :class:`RunStore` object may be shared between threads.
 * Timestamps are Unix seconds (``float``); JSON values are stored as JSON, never pickled.
-* A run whose worker process has gone (killed, crashed machine) is marked ``interrupted`` by
-  :meth:`RunStore.reap`, which :meth:`list_runs` and :meth:`get_run` call, so a dead run is
-  never shown as ``running``. Its rows are kept.
+* Reads never write. A run whose worker process has gone (killed, crashed machine) stays
+  ``running`` in the store until :func:`pipelines.runs.lifecycle.reap` marks it
+  ``interrupted`` (its rows are kept); whoever polls runs reaps first: the job manager, the
+  worker waiting for a slot, ``python -m pipelines runs``, the dashboard's refresh.
 """
 
 from __future__ import annotations
@@ -32,11 +38,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from pipelines import settings
-from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError, disk_full_error, is_disk_full
+from pipelines.runs.run import ACTIVE, STATUSES, TERMINAL, Run
+from pipelines.training.config import ExperimentConfig
 
 if TYPE_CHECKING:
     import pandas
@@ -45,15 +50,8 @@ STORE_FILE = "runs.sqlite3"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 
-STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "failed", "stopped", "interrupted")
-
-# A queued/running run with no worker pid is only judged dead after this long without a
-# heartbeat: whoever created it may be about to start its worker.
-ORPHAN_AFTER_S = 120.0
-# psutil's create_time is derived from boot time + start ticks; allow for rounding.
-_CREATE_TIME_TOLERANCE_S = 0.5
+# The statuses and Run live in run.py; importing them from here works too.
+__all__ = ["ACTIVE", "STATUSES", "TERMINAL", "Run", "RunStore"]
 
 BATCH_COLUMNS = ["arm", "phase", "epoch", "step", "global_step", "loss", "accuracy", "wall_s"]
 EPOCH_COLUMNS = [
@@ -206,7 +204,7 @@ class RunStore:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         if version < SCHEMA_VERSION:
-            with self._tx() as c:
+            with self.transaction() as c:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
@@ -220,9 +218,12 @@ class RunStore:
             self._local.conn = None
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (waits up to the busy
-        timeout), so read-then-write sequences cannot interleave with other writers."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection that takes the write lock up
+        front (waits up to the busy timeout), so read-then-write sequences cannot interleave
+        with other writers. Store reads on this thread inside the block (``get_run``, ...)
+        are part of it. Commits at the end, rolls back on an exception; a full disk raises
+        :class:`UserError` saying so. For :mod:`pipelines.runs.lifecycle`."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -276,125 +277,25 @@ class RunStore:
             except sqlite3.IntegrityError:  # the same id within one second: draw again
                 continue
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """The run as a dict (see :func:`_run_dict`); ``UserError`` if there is none."""
-        self.reap(run_id)
-        run = _run_dict(self._require(run_id))
-        run["progress"] = self._progress([run_id]).get(run_id, {})
-        return run
+    def get_run(self, run_id: str) -> Run:
+        """The run with its progress; ``UserError`` if there is none. Never writes."""
+        row = self._require(run_id)
+        return _run(row, self._progress([run_id]).get(run_id, {}))
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        """Every run, newest first, each as :meth:`get_run` returns it."""
-        self.reap()
+    def list_runs(self) -> list[Run]:
+        """Every run, newest first, each as :meth:`get_run` returns it. Never writes."""
         rows = self._conn().execute("SELECT * FROM runs ORDER BY seq DESC").fetchall()
         progress = self._progress(None)
-        runs = [_run_dict(r) for r in rows]
-        for run in runs:
-            run["progress"] = progress.get(run["run_id"], {})
-        return runs
+        return [_run(r, progress.get(r["run_id"], {})) for r in rows]
 
-    def runs_with_status(self, *statuses: str) -> list[dict[str, Any]]:
-        """Runs in any of ``statuses``, oldest first (queue order); no reaping."""
+    def runs_with_status(self, *statuses: str) -> list[Run]:
+        """Runs in any of ``statuses``, oldest first (queue order). Never writes."""
         marks = ",".join("?" * len(statuses))
         rows = self._conn().execute(
             f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY seq", statuses
-        )
-        return [_run_dict(r) for r in rows]
-
-    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
-        """Set ``status`` (and ``error``, cleared when None) unconditionally."""
-        _check_status(status)
-        cur = self._write(
-            "UPDATE runs SET status = ?, error = ?, updated = ? WHERE run_id = ?",
-            (status, error, time.time(), run_id),
-        )
-        if cur.rowcount == 0:
-            self._require(run_id)
-
-    def finish(self, run_id: str, status: str, error: str | None = None) -> bool:
-        """Set a terminal ``status`` only if the run is still queued or running; return
-        whether it did (a run already finished, e.g. reaped, keeps its status)."""
-        if status not in TERMINAL:
-            raise ValueError(f"{status!r} is not a terminal status")
-        cur = self._write(
-            "UPDATE runs SET status = ?, error = ?, updated = ?"
-            " WHERE run_id = ? AND status IN ('queued', 'running')",
-            (status, error, time.time(), run_id),
-        )
-        return cur.rowcount == 1
-
-    def claim_worker(self, run_id: str, pid: int) -> None:
-        """Record ``pid`` (and its start time, against pid reuse) as the run's worker.
-
-        Refuses a run that has finished, or that another live process is working on.
-        """
-        started = _create_time(pid)
-        with self._tx() as c:
-            row = self._require(run_id)
-            if row["status"] not in ACTIVE:
-                raise UserError(f"run {run_id} is already {row['status']}; start a new one")
-            other = row["worker_pid"]
-            if other is not None and other != pid and process_alive(other, row["worker_started"]):
-                raise UserError(f"run {run_id} is already being run by process {other}")
-            c.execute(
-                "UPDATE runs SET worker_pid = ?, worker_started = ?, heartbeat = ?, updated = ?"
-                " WHERE run_id = ?",
-                (pid, started, time.time(), time.time(), run_id),
-            )
-
-    def claim_slot(self, run_id: str, max_running: int) -> bool:
-        """Atomically move a queued run to ``running`` if fewer than ``max_running`` runs
-        are running and no older queued run with a live worker is waiting ahead of it.
-
-        Returns True once the run is running (also if it already was); False to wait.
-        """
-        with self._tx() as c:
-            status = self._require(run_id)["status"]
-            if status == "running":
-                return True
-            if status != "queued":
-                raise UserError(f"run {run_id} is {status}; it can no longer start")
-            running = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()
-            free = max_running - running[0]
-            if free <= 0:
-                return False
-            waiting = c.execute(
-                "SELECT run_id, worker_pid, worker_started FROM runs"
-                " WHERE status = 'queued' AND worker_pid IS NOT NULL ORDER BY seq"
-            ).fetchall()
-            ahead = 0
-            for row in waiting:
-                if row["run_id"] == run_id:
-                    break
-                ahead += process_alive(row["worker_pid"], row["worker_started"])
-            if ahead >= free:
-                return False
-            now = time.time()
-            c.execute(
-                "UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE run_id = ?",
-                (now, now, run_id),
-            )
-            return True
-
-    def heartbeat(self, run_id: str) -> None:
-        self._write("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
-
-    def request_stop(self, run_id: str) -> None:
-        """Ask the run's worker to stop after its current batch (it marks ``stopped``)."""
-        cur = self._write(
-            "UPDATE runs SET stop_requested = 1, updated = ? WHERE run_id = ?",
-            (time.time(), run_id),
-        )
-        if cur.rowcount == 0:
-            self._require(run_id)
-
-    def stop_requested(self, run_id: str) -> bool:
-        row = (
-            self._conn()
-            .execute("SELECT stop_requested FROM runs WHERE run_id = ?", (run_id,))
-            .fetchone()
-        )
-        return bool(row and row[0])
+        ).fetchall()
+        progress = self._progress([r["run_id"] for r in rows]) if rows else {}
+        return [_run(r, progress.get(r["run_id"], {})) for r in rows]
 
     def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._write(
@@ -403,49 +304,15 @@ class RunStore:
         )
 
     def delete_run(self, run_id: str) -> None:
-        """Remove the run's rows and its artefact folder; refuses an active run."""
-        self.reap(run_id)
-        with self._tx() as c:
+        """Remove the run's rows and its artefact folder; refuses an active run. A run whose
+        worker died is active until reaped: reap first (:func:`pipelines.runs.lifecycle.reap`)."""
+        with self.transaction() as c:
             status = self._require(run_id)["status"]
             if status in ACTIVE:
                 raise UserError(f"run {run_id} is {status}; stop it first")
             for table in (*_TABLES_WITH_RUN_ROWS, "runs"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
         shutil.rmtree(self.artefact_dir(run_id, create=False), ignore_errors=True)
-
-    def reap(self, run_id: str | None = None) -> list[str]:
-        """Mark ``interrupted`` every queued/running run (or just ``run_id``) whose worker
-        process is gone: pid not alive, a zombie, or a different process reusing the pid.
-        A run without a worker pid is judged by its heartbeat (``ORPHAN_AFTER_S``).
-        Returns the ids it marked; their metric rows are kept."""
-        sql = "SELECT * FROM runs WHERE status IN ('queued', 'running')"
-        params: tuple = ()
-        if run_id is not None:
-            sql, params = sql + " AND run_id = ?", (run_id,)
-        reaped = []
-        now = time.time()
-        for row in self._conn().execute(sql, params).fetchall():
-            pid = row["worker_pid"]
-            if pid is None:
-                last = row["heartbeat"] or row["updated"]
-                if now - last < ORPHAN_AFTER_S:
-                    continue
-                why = "no worker process picked it up"
-            elif process_alive(pid, row["worker_started"]):
-                continue
-            else:
-                why = f"its worker process ({pid}) ended without finishing"
-            # Conditional on the same worker and an active status: a worker that finished
-            # between our read and this write keeps its own final status.
-            cur = self._write(
-                "UPDATE runs SET status = 'interrupted', error = ?, updated = ?"
-                " WHERE run_id = ? AND status IN ('queued', 'running')"
-                " AND worker_pid IS ?",
-                (f"interrupted: {why}; rows up to then are kept", now, row["run_id"], pid),
-            )
-            if cur.rowcount:
-                reaped.append(row["run_id"])
-        return reaped
 
     def artefact_dir(self, run_id: str, create: bool = True) -> Path:
         """``<root>/<run_id>/`` for the run's files (worker log, models), created."""
@@ -629,15 +496,12 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown run status {status!r}; one of {', '.join(STATUSES)}")
 
 
-def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """``run_id, status, created, updated, config (dict), worker_pid, worker_started,
-    heartbeat, stop_requested (bool), error, summary (dict or None)``."""
-    run = dict(row)
-    del run["seq"]
-    run["config"] = json.loads(run["config"])
-    run["summary"] = None if run["summary"] is None else json.loads(run["summary"])
-    run["stop_requested"] = bool(run["stop_requested"])
-    return run
+def _run(row: sqlite3.Row, progress: dict[str, Any]) -> Run:
+    data = dict(row)
+    data["config"] = json.loads(data["config"])
+    data["summary"] = None if data["summary"] is None else json.loads(data["summary"])
+    data["progress"] = progress
+    return Run.from_dict(data)
 
 
 def _int_columns(frame: pandas.DataFrame) -> pandas.DataFrame:
@@ -675,23 +539,3 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def process_alive(pid: int, started: float | None) -> bool:
-    """Is ``pid`` still the process that was recorded (same start time, not a zombie)?"""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) <= _CREATE_TIME_TOLERANCE_S
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # someone else's process holds the pid: it exists
-        return True

@@ -4,10 +4,12 @@ it ended.
 ``python -m pipelines worker RUN_ID`` (what :class:`pipelines.runs.jobs.JobManager` spawns) and
 the CLI's foreground ``train`` both call :func:`run_worker`. The outcome is always in the
 store: ``completed``, ``stopped`` (on request; what was trained is kept), ``failed`` (with the
-message) or, if this process is killed, ``interrupted`` once a reader reaps it.
+message) or, if this process is killed, ``interrupted`` once whoever polls the run reaps it
+(:func:`pipelines.runs.lifecycle.reap`). This module is the worker's side of
+:mod:`pipelines.runs.lifecycle`.
 
-Stopping: :meth:`RunStore.request_stop` from any process, or SIGTERM/SIGINT to this one, sets
-the flag the trainer polls every batch. A second signal once the flag is set stops at once
+Stopping: :func:`pipelines.runs.lifecycle.request_stop` from any process, or SIGTERM/SIGINT
+to this one, sets the flag the trainer polls every batch. A second signal once the flag is set stops at once
 (the current batch is lost).
 
 The trainer's summary may say ``"stopped": true/false``; that decides between ``stopped``
@@ -33,10 +35,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipelines.training.config import ExperimentConfig
 from pipelines.errors import UserError, disk_full_error, is_disk_full
+from pipelines.runs import lifecycle
 from pipelines.runs.jobs import max_running_from_env
+from pipelines.runs.run import Run
 from pipelines.runs.store import RunStore
+from pipelines.training.config import ExperimentConfig
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -69,7 +73,7 @@ class StopFlag:
         now = time.monotonic()
         if now - self._checked >= STOP_POLL_S:
             self._checked = now
-            if self._store.stop_requested(self._run_id):
+            if lifecycle.stop_requested(self._store, self._run_id):
                 self._event.set()
         return self._event.is_set()
 
@@ -96,30 +100,29 @@ def run_worker(
     ``echo``, the worker's own events, refusals and tracebacks also go to stderr (the
     spawned worker's log); without it, this function prints nothing - unless the store
     itself can't be written (a full disk): then the reason goes to stderr, the run stays
-    active until this process ends, and readers reap it as ``interrupted``.
+    active until this process ends, and is then reaped as ``interrupted``.
     """
     store = store or RunStore()
     limit = max_running or max_running_from_env()
     run = store.get_run(run_id)
-    store.claim_worker(run_id, os.getpid())
+    lifecycle.claim_worker(store, run_id, os.getpid())
     flag, done = StopFlag(store, run_id), threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, flag, done), daemon=True)
     beat.start()
     try:
         with _stop_on_signals(flag):
-            return _run(store, run_id, run["config"], limit, flag, echo)
+            return _run(store, run, limit, flag, echo)
     finally:
         done.set()
         flag.wake.set()
         beat.join(timeout=5)
 
 
-def _run(
-    store: RunStore, run_id: str, config_dict: dict, limit: int, flag: StopFlag, echo: bool
-) -> int:
+def _run(store: RunStore, run: Run, limit: int, flag: StopFlag, echo: bool) -> int:
+    run_id = run.run_id
     say = _reporter(store, run_id, echo)
     try:
-        return _attempt(store, run_id, config_dict, limit, flag, say)
+        return _attempt(store, run, limit, flag, say)
     except KeyboardInterrupt:
         if _record(store, run_id, "stopped", "stopped at once by a second stop signal"):
             _quietly(say, "stopped at once; the batch in progress was lost")
@@ -140,17 +143,14 @@ def _run(
 
 
 def _attempt(
-    store: RunStore,
-    run_id: str,
-    config_dict: dict,
-    limit: int,
-    flag: StopFlag,
-    say: Callable[[str], None],
+    store: RunStore, run: Run, limit: int, flag: StopFlag, say: Callable[[str], None]
 ) -> int:
     """Wait for a slot, run the workload, record how it ended; raises what went wrong."""
-    config = ExperimentConfig.from_dict(config_dict)
+    run_id, config = run.run_id, run.config
+    if config is None:  # stored by another version of this program
+        raise UserError(str(run.config_problem))
     if not _wait_for_slot(store, run_id, limit, flag, say):
-        store.finish(run_id, "stopped")
+        lifecycle.finish(store, run_id, "stopped")
         say("stopped while queued")
         return EXIT_STOPPED
     say(f"started in worker process {os.getpid()}")
@@ -162,10 +162,10 @@ def _attempt(
     said = summary.get("stopped") if isinstance(summary, dict) else None
     stopped = said if isinstance(said, bool) else flag()
     if stopped:
-        store.finish(run_id, "stopped")
+        lifecycle.finish(store, run_id, "stopped")
         say("stopped on request; what was trained so far is kept")
         return EXIT_STOPPED
-    store.finish(run_id, "completed")
+    lifecycle.finish(store, run_id, "completed")
     say("completed")
     return EXIT_COMPLETED
 
@@ -181,10 +181,10 @@ def failure_message(error: BaseException) -> str:
 
 def _record(store: RunStore, run_id: str, status: str, error: str) -> bool:
     """Record how the run ended; if the store itself can't be written (a full disk), say
-    why on stderr - the only place left - and return False: readers then see the run
+    why on stderr - the only place left - and return False: the run is then reaped as
     ``interrupted`` once this process has ended."""
     try:
-        store.finish(run_id, status, error)
+        lifecycle.finish(store, run_id, status, error)
         return True
     except Exception as e:  # noqa: BLE001 - nothing may escape once the run is claimed
         print(
@@ -205,8 +205,8 @@ def _wait_for_slot(
     """Poll until the run holds a running slot (True) or a stop is requested (False)."""
     announced = False
     while not flag():
-        store.reap()  # a killed run must not hold its slot forever
-        if store.claim_slot(run_id, limit):
+        lifecycle.reap(store)  # a killed run must not hold its slot forever
+        if lifecycle.claim_slot(store, run_id, limit):
             return True
         if not announced:
             say(f"queued: waiting for a free slot (at most {limit} running at once)")
@@ -228,7 +228,7 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
             flag.wake.wait(HEARTBEAT_S)
             flag.wake.clear()
             if flag.signalled and not written:
-                store.request_stop(run_id)
+                lifecycle.request_stop(store, run_id)
                 written = True
             if done.is_set():
                 return
@@ -240,8 +240,8 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
                 )
                 flag.set()
                 continue
-            store.heartbeat(run_id)
-            if not flag.is_set() and store.stop_requested(run_id):
+            lifecycle.heartbeat(store, run_id)
+            if not flag.is_set() and lifecycle.stop_requested(store, run_id):
                 flag.set()
     except UserError as e:  # e.g. a full disk: the run's own outcome says more
         print(f"heartbeat stopped: {e}", file=sys.stderr)

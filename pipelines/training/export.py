@@ -29,14 +29,14 @@ ONNX_OPSET = 17
 def model_dir(store, run_id: str, arm: str) -> Path:
     """The arm's inference SavedModel, built from its saved weights on first request."""
     run = store.get_run(run_id)
-    if arm not in run["config"]["arms"]:
-        raise UserError(
-            f"run {run_id} has no {arm} arm; it trained {', '.join(run['config']['arms'])}"
-        )
+    if run.config is None:
+        raise UserError(f"run {run_id} can't be exported: {run.config_problem}")
+    if arm not in run.config.arms:
+        raise UserError(f"run {run_id} has no {arm} arm; it trained {', '.join(run.config.arms)}")
     folder = Path(store.artefact_dir(run_id)) / arm
     if not (folder / "arm.json").is_file():
         raise UserError(
-            f"run {run_id} has no trained {arm} model yet (status {run['status']}); "
+            f"run {run_id} has no trained {arm} model yet (status {run.status}); "
             "export works once a run has completed or been stopped"
         )
     return build_inference_model(folder)
@@ -157,7 +157,7 @@ def _validation_images(store, run_id: str, arm: str) -> np.ndarray:
     """A few of the run's validation images at its size, float [0, 255]; random if gone."""
     from PIL import Image
 
-    size = int(store.get_run(run_id)["summary"]["image_size"])
+    size = int(store.get_run(run_id).summary["image_size"])
     result = store.result(run_id, arm) or {}
     images = []
     for p in (result.get("predictions") or [])[:PARITY_IMAGES]:

@@ -148,7 +148,6 @@ class _Loop:
                 return False
             self._validate(phase_name)
             self.epoch += 1
-            self.store.heartbeat(self.run_id)
         return True
 
     def _start_phase(self, s: _ArmState, plan: PhasePlan) -> None:
