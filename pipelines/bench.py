@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -121,6 +122,7 @@ def run_bench(
     """Run every measurement and return the numbers behind each ratio."""
     from pipelines.data import resolve_source
 
+    # The plain recipe, the data set and a scratch folder for runs and caches.
     if not baseline.is_file():
         raise UserError(
             f"the plain recipe {baseline} is missing; give its path with --baseline "
@@ -128,101 +130,61 @@ def run_bench(
         )
     data = resolve_source("horses_or_humans").root
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    env = {
-        **os.environ,
-        "RUNS_DIR": str(work / "runs"),
-        "FEATURE_CACHE_DIR": str(work / "features"),
-        "BACKBONE_CACHE_DIR": str(settings.backbone_cache_dir()),
-        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-    }
+    env = _environment(work)
     if train_per_class:  # the smoke test's tiny version: a subset folder for both sides
         data = _subset(data, work / "subset", train_per_class)
-    dataset_set = f"dataset={data}"
 
+    # Both sides on the same backbone file, data, image size and batch size.
     say("resolving the built-in backbone's SavedModel path")
-    listed = _measure([sys.executable, "-m", "pipelines", "backbones", "--json"], env, timeout)
-    handle = next(r["handle"] for r in listed["out"] if r["id"] == "efficientnet_lite0")
-    plain = [sys.executable, str(baseline), "--handle", handle, "--data", str(data)]
-    common = [
-        "--image-size",
-        str(image_size),
-        "--batch-size",
-        str(batch_size),
-        "--scale",
-        "minus1_1",
-    ]
-    fe_sets = [
-        dataset_set,
-        "backbone=efficientnet_lite0",
-        "arms=imagenet",
-        f"image_size={image_size}",
-        f"batch_size={batch_size}",
-        f"phase1.epochs={epochs}",
-        "phase2.epochs=0",
-    ]
-
-    say("plain recipe, frozen")
-    plain_frozen = _measure(
-        [*plain, "--mode", "frozen", "--epochs", str(epochs), *common], env, timeout
+    bench = _Bench(
+        baseline, _builtin_handle(env, timeout), data, image_size, batch_size, env, timeout
     )
+    fe_sets = bench.feature_extraction_sets(epochs)
+
+    # The measurements, each a fresh process, back to back.
+    say("plain recipe, frozen")
+    plain_frozen = bench.plain("frozen", epochs)
     say("engine, feature extraction, cold cache")
-    cold = _engine(fe_sets, env, timeout)
+    cold = bench.engine(fe_sets)
     say("engine, feature extraction, warm cache")
-    warm = _engine(fe_sets, env, timeout)
+    warm = bench.engine(fe_sets)
     say("engine, fine-tuning the top 2 blocks")
-    ft = _engine(
+    ft = bench.engine(
         [
             *fe_sets[:-2],
             "phase1.epochs=1",
             f"phase2.epochs={finetune_epochs}",
             "phase2.unfreeze_blocks=2",
-        ],
-        env,
-        timeout,
+        ]
     )
     say("plain recipe, scratch")
-    plain_scratch = _measure(
-        [*plain, "--mode", "scratch", "--epochs", str(scratch_epochs), *common], env, timeout
-    )
+    plain_scratch = bench.plain("scratch", scratch_epochs)
     say("engine, random arm from scratch")
-    scratch = _engine(
+    scratch = bench.engine(
         [
             *fe_sets[:2],
             "arms=random",
             "random_policy=scratch",
-            f"image_size={image_size}",
-            f"batch_size={batch_size}",
+            *bench.size_sets(),
             f"phase1.epochs={scratch_epochs}",
             "phase2.epochs=0",
-        ],
-        env,
-        timeout,
+        ]
     )
     say("engine, both arms (memory), fresh feature cache")
-    env_mem = {**env, "FEATURE_CACHE_DIR": str(work / "features-memory")}
-    both = _engine(
+    both = bench.engine(
         [
-            dataset_set,
-            f"image_size={image_size}",
-            f"batch_size={batch_size}",
+            bench.dataset_set(),
+            *bench.size_sets(),
             f"phase1.epochs={epochs}",
             "phase2.epochs=2",
             "phase2.unfreeze_blocks=2",
         ],
-        env_mem,
-        timeout,
+        env={**env, "FEATURE_CACHE_DIR": str(work / "features-memory")},
     )
 
-    plain_epochs = plain_frozen["out"]["epoch_s"]
-    plain_epoch = sum(plain_epochs) / len(plain_epochs)
-    ft_arm = ft["summary"]["arms"]["imagenet"]
-    ft_epochs = [r["epoch_s"] for r in ft["curves"] if r["phase"] == "fine_tuning"]
-    ft_per_epoch = (ft_arm["prep_s"].get("fine_tuning", 0.0) + sum(ft_epochs)) / len(ft_epochs)
-    scratch_epoch = [r["epoch_s"] for r in scratch["curves"]][-1]
-    plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]
-    return {
-        "machine": machine(),
-        "settings": {
+    # The ratios and the numbers behind them.
+    return _report(
+        {
             "backbone": "efficientnet_lite0",
             "image_size": image_size,
             "batch_size": batch_size,
@@ -231,18 +193,113 @@ def run_bench(
             "scratch_epochs": scratch_epochs,
             "train_images": plain_frozen["out"]["train_images"],
         },
+        plain_frozen=plain_frozen,
+        plain_scratch=plain_scratch,
+        cold=cold,
+        warm=warm,
+        ft=ft,
+        scratch=scratch,
+        both=both,
+    )
+
+
+def _environment(work: Path) -> dict[str, str]:
+    """Every measured process's environment: runs and feature caches under ``work``."""
+    return {
+        **os.environ,
+        "RUNS_DIR": str(work / "runs"),
+        "FEATURE_CACHE_DIR": str(work / "features"),
+        "BACKBONE_CACHE_DIR": str(settings.backbone_cache_dir()),
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+
+
+def _builtin_handle(env: dict[str, str], timeout: float) -> str:
+    """The built-in efficientnet_lite0's SavedModel path, as ``backbones --json`` lists it."""
+    listed = _measure([sys.executable, "-m", "pipelines", "backbones", "--json"], env, timeout)
+    return next(r["handle"] for r in listed["out"] if r["id"] == "efficientnet_lite0")
+
+
+@dataclass
+class _Bench:
+    """What every measurement shares: the plain recipe's command and the engine's settings."""
+
+    baseline: Path
+    handle: str
+    data: Path
+    image_size: int
+    batch_size: int
+    env: dict[str, str]
+    timeout: float
+
+    def plain(self, mode: str, epochs: int) -> dict:
+        """The plain recipe in ``mode`` (frozen, scratch) for ``epochs``, measured."""
+        cmd = [sys.executable, str(self.baseline), "--handle", self.handle]
+        cmd += ["--data", str(self.data), "--mode", mode, "--epochs", str(epochs)]
+        cmd += ["--image-size", str(self.image_size), "--batch-size", str(self.batch_size)]
+        cmd += ["--scale", "minus1_1"]
+        return _measure(cmd, self.env, self.timeout)
+
+    def engine(self, sets: list[str], env: dict[str, str] | None = None) -> dict:
+        """``python -m pipelines train`` with ``sets``, measured, with its run's curves."""
+        return _engine(sets, env or self.env, self.timeout)
+
+    def dataset_set(self) -> str:
+        return f"dataset={self.data}"
+
+    def size_sets(self) -> list[str]:
+        return [f"image_size={self.image_size}", f"batch_size={self.batch_size}"]
+
+    def feature_extraction_sets(self, epochs: int) -> list[str]:
+        """The ImageNet arm on the built-in, ``epochs`` of feature extraction only."""
+        return [
+            self.dataset_set(),
+            "backbone=efficientnet_lite0",
+            "arms=imagenet",
+            *self.size_sets(),
+            f"phase1.epochs={epochs}",
+            "phase2.epochs=0",
+        ]
+
+
+def _report(
+    bench_settings: dict,
+    *,
+    plain_frozen: dict,
+    plain_scratch: dict,
+    cold: dict,
+    warm: dict,
+    ft: dict,
+    scratch: dict,
+    both: dict,
+) -> dict:
+    """The ratios (engine / plain) and the seconds, megabytes and accuracies behind them."""
+    plain_epochs = plain_frozen["out"]["epoch_s"]
+    plain_epoch = sum(plain_epochs) / len(plain_epochs)
+    ft_prep = ft["summary"]["arms"]["imagenet"]["prep_s"].get("fine_tuning", 0.0)
+    ft_epochs = [r["epoch_s"] for r in ft["curves"] if r["phase"] == "fine_tuning"]
+    ft_per_epoch = (ft_prep + sum(ft_epochs)) / len(ft_epochs)
+    scratch_epoch = [r["epoch_s"] for r in scratch["curves"]][-1]
+    plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]
+
+    def final_accuracy(result: dict, arm: str = "imagenet"):
+        return result["summary"]["arms"][arm]["final_val_accuracy"]
+
+    return {
+        "machine": machine(),
+        "settings": bench_settings,
         "feature_extraction_cold_ratio": round(cold["wall_s"] / plain_frozen["wall_s"], 3),
         "feature_extraction_warm_ratio": round(warm["wall_s"] / plain_frozen["wall_s"], 3),
         "finetune_epoch_ratio": round(ft_per_epoch / plain_epoch, 3),
         "scratch_epoch_ratio": round(scratch_epoch / plain_scratch_epoch, 3),
         "memory_ratio": round(both["peak_rss_mb"] / plain_frozen["peak_rss_mb"], 3),
-        "imagenet_val_accuracy": cold["summary"]["arms"]["imagenet"]["final_val_accuracy"],
+        "imagenet_val_accuracy": final_accuracy(cold),
         "seconds": {
             "plain_frozen_wall": plain_frozen["wall_s"],
             "plain_frozen_epochs": plain_epochs,
             "engine_cold_wall": cold["wall_s"],
             "engine_warm_wall": warm["wall_s"],
-            "engine_finetune_prep": ft_arm["prep_s"].get("fine_tuning", 0.0),
+            "engine_finetune_prep": ft_prep,
             "engine_finetune_epochs": [round(e, 2) for e in ft_epochs],
             "engine_finetune_per_epoch": round(ft_per_epoch, 2),
             "plain_scratch_epochs": plain_scratch["out"]["epoch_s"],
@@ -255,8 +312,8 @@ def run_bench(
         },
         "val_accuracy": {
             "plain_frozen": plain_frozen["out"]["val_accuracy"][-1],
-            "engine_cold": cold["summary"]["arms"]["imagenet"]["final_val_accuracy"],
-            "engine_warm": warm["summary"]["arms"]["imagenet"]["final_val_accuracy"],
+            "engine_cold": final_accuracy(cold),
+            "engine_warm": final_accuracy(warm),
             "engine_both_arms": {
                 arm: v["final_val_accuracy"] for arm, v in both["summary"]["arms"].items()
             },

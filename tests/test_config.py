@@ -5,7 +5,13 @@ import json
 import pytest
 
 from pipelines.errors import UserError
-from pipelines.training.config import ExperimentConfig, keys, validate_against
+from pipelines.training.config import (
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    ExperimentConfig,
+    keys,
+    validate_against,
+)
 
 
 def test_defaults_are_the_seminar_demo_and_valid():
@@ -120,3 +126,11 @@ def test_checks_that_need_the_backbone_and_data():
     with pytest.raises(UserError, match="batch_size: 64 is larger than the training set"):
         validate_against(c, block_count=18, train_images=24)
     validate_against(c, block_count=18, train_images=64)
+
+
+def test_image_size_range_is_checked_in_the_config_only():
+    for ok in (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE):
+        assert ExperimentConfig().with_overrides([f"image_size={ok}"]).image_size == ok
+    for bad in (MIN_IMAGE_SIZE - 1, MAX_IMAGE_SIZE + 1):
+        with pytest.raises(UserError, match=f"between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}"):
+            ExperimentConfig().with_overrides([f"image_size={bad}"])

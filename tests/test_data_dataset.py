@@ -128,8 +128,10 @@ def test_a_pool_class_needs_two_images(image_folder_factory):
 
 
 def test_parameters_are_checked(tiny_image_folder):
-    with pytest.raises(UserError, match="image size"):
-        load_dataset(str(tiny_image_folder), image_size=4)
+    with pytest.raises(UserError, match="image size must be a whole number of pixels"):
+        load_dataset(str(tiny_image_folder), image_size=0)
+    with pytest.raises(UserError, match="image size must be a whole number of pixels"):
+        load_dataset(str(tiny_image_folder), image_size=8.5)
     with pytest.raises(UserError, match="validation_fraction"):
         load_dataset(str(tiny_image_folder), image_size=8, validation_fraction=1.0)
     with pytest.raises(UserError, match="seed"):

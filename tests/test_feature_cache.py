@@ -41,7 +41,10 @@ def test_key_depends_on_what_decides_the_features():
     assert key != cache_key(resolve("efficientnet_lite1"), **base)
 
 
-def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_handle, store):
+def test_second_experiment_reuses_features_and_skips_decoding(
+    tiny_data, lite0_handle, store, monkeypatch
+):
+    import pipelines.training.arms
     from pipelines.data import clear_cache
     from pipelines.runs.worker import EXIT_COMPLETED, run_worker
     from tests.conftest_engine import tiny_config
@@ -50,13 +53,24 @@ def test_second_experiment_reuses_features_and_skips_decoding(tiny_data, lite0_h
     first = store.create_run(config)
     assert run_worker(first, store) == EXIT_COMPLETED
     clear_cache()  # as in a new process: nothing decoded in memory
+    loaded = []  # a feature missing from the cache would load the backbone to compute it
+    real_load_layer = pipelines.training.arms.load_layer
+
+    def counting_load_layer(*args, **kwargs):
+        loaded.append(kwargs.get("weights"))
+        return real_load_layer(*args, **kwargs)
+
+    monkeypatch.setattr(pipelines.training.arms, "load_layer", counting_load_layer)
     second = store.create_run(
         tiny_config(tiny_data, "phase2.epochs=0", "seed=11", "train_per_class=6")
     )
     assert run_worker(second, store) == EXIT_COMPLETED
-    events = " ".join(e["message"] for e in store.events(second))
-    assert "feature cache: train 12/12 cached, validation 8/8 cached" in events
-    assert "loading backbone" not in events  # never needed
+    messages = [e["message"] for e in store.events(second)]
+    for arm in ("imagenet", "random"):
+        started = [m for m in messages if m.startswith(f"{arm} arm: feature extraction started")]
+        assert len(started) == 1
+        assert "feature cache: train 12/12 cached, validation 8/8 cached" in started[0]
+    assert loaded == []  # every feature came from the cache: no backbone was loaded
     from pipelines.data import dataset as dataset_mod
 
     assert dataset_mod._decode_cached.cache_info().currsize == 0  # nothing was decoded

@@ -10,6 +10,7 @@ import numpy as np
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import ASSETS, BackboneSpec, resolve
 from pipelines.errors import UserError
+from pipelines.numerics import softmax
 
 
 @lru_cache(maxsize=1)
@@ -90,8 +91,7 @@ def top_k(backbone: str, images: np.ndarray, k: int = 5) -> list[list[dict]]:
             f"backbone {spec.id!r} does not output the 1000 ImageNet classes (it returns shape "
             f"{tuple(logits.shape)}); give an ImageNet image classification model"
         )
-    z = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    probs = softmax(logits)
     names = labels()
     return [
         [

@@ -3,8 +3,8 @@
 - :func:`load_dataset` -> :class:`Dataset`: ``uint8`` arrays, sorted classes, skipped files,
   a fingerprint for caches (:mod:`.dataset`);
 - :func:`inspect_dataset` -> the report ``python -m pipelines data`` prints;
-- :func:`make_tf_dataset`: the seeded ``tf.data`` pipeline (:mod:`.pipeline`; imports
-  TensorFlow, so it is loaded on first use).
+- :mod:`.pipeline`: the seeded batches training draws (epoch order, augmentation, scaling;
+  it imports TensorFlow, so import it by name: ``pipelines.data.pipeline``).
 
 Where data sets come from is :mod:`.sources` (with :mod:`.safezip` and :mod:`.tfds_source`);
 how folders are read is :mod:`.scan`; decoding is :mod:`.images`; subsets :mod:`.subsets`.
@@ -25,14 +25,5 @@ __all__ = [
     "clear_cache",
     "inspect_dataset",
     "load_dataset",
-    "make_tf_dataset",
     "resolve_source",
 ]
-
-
-def __getattr__(name: str):
-    if name == "make_tf_dataset":
-        from pipelines.data.pipeline import make_tf_dataset
-
-        return make_tf_dataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

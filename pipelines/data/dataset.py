@@ -111,6 +111,9 @@ def load_dataset(
 ) -> Dataset:
     """Resolve, check, decode (once per process and size) and split ``dataset``.
 
+    ``image_size``: any whole number of pixels; the range an experiment may use is checked
+    with the rest of its config (:class:`pipelines.training.config.ExperimentConfig`).
+
     ``lazy``: when every file was checked before (see :mod:`.checked`), skip decoding
     now and decode on first access to ``train_images``/``val_images``; labels, paths,
     digests, the skipped report and the fingerprint are the same either way.
@@ -119,36 +122,61 @@ def load_dataset(
     10 are among the 50 of the same seed); all of a class that has fewer. Raises
     :class:`UserError` for a data set that cannot be trained on.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, Integral):
-        raise UserError(f"image size must be a whole number of pixels, not {image_size!r}")
-    image_size = int(image_size)
-    if not 8 <= image_size <= 1024:
-        raise UserError(f"image size {image_size} is out of range: use 8 to 1024 pixels")
+    image_size = _check_image_size(image_size)
     if train_per_class is not None and train_per_class < 1:
         raise UserError(f"train_per_class must be at least 1 (or all), not {train_per_class}")
+
+    # Find the files, check (and unless lazy, decode) them, split train from validation.
     prep = _prepare(dataset, image_size, seed, validation_fraction, data_root, extract_dir, lazy)
     if prep.problems:
         raise UserError("; ".join(prep.problems))
-    classes = prep.scan.classes
-    usable = prep.usable
+
+    # Thin the training split to train_per_class per class; say which classes fall short.
+    train = _thin_training_split(prep, train_per_class, seed)
+    notes = list(prep.scan.notes) + _short_class_notes(prep, train_per_class)
+
+    # The arrays: labels and paths now, pixels now or on first access.
+    return _to_dataset(prep, train, image_size, notes)
+
+
+def _check_image_size(image_size) -> int:
+    """A whole, positive number of pixels (no range: see :func:`load_dataset`)."""
+    if isinstance(image_size, bool) or not isinstance(image_size, Integral) or image_size < 1:
+        raise UserError(
+            f"image size must be a whole number of pixels, 1 or more, not {image_size!r}"
+        )
+    return int(image_size)
+
+
+def _thin_training_split(prep: _Prepared, train_per_class: int | None, seed: int) -> list[int]:
+    """Indices into ``prep.usable`` of the training images kept (all if ``None``)."""
     picked = per_class_subset(
-        [usable[i].label for i in prep.train],
-        [usable[i].relpath for i in prep.train],
+        [prep.usable[i].label for i in prep.train],
+        [prep.usable[i].relpath for i in prep.train],
         train_per_class,
         seed,
     )
-    train = [prep.train[j] for j in picked]
-    notes = list(prep.scan.notes)
-    if train_per_class is not None:
-        have = Counter(usable[i].label for i in prep.train)
-        short = [f"{c} ({have[c]})" for c in classes if have[c] < train_per_class]
-        if short:
-            notes.append(
-                f"train_per_class={train_per_class} is more than some classes have; "
-                f"all of them are used: {', '.join(short)}"
-            )
-    index = {c: i for i, c in enumerate(classes)}
-    val = prep.val
+    return [prep.train[j] for j in picked]
+
+
+def _short_class_notes(prep: _Prepared, train_per_class: int | None) -> list[str]:
+    """A note naming the classes with fewer training images than ``train_per_class``."""
+    if train_per_class is None:
+        return []
+    have = Counter(prep.usable[i].label for i in prep.train)
+    short = [f"{c} ({have[c]})" for c in prep.scan.classes if have[c] < train_per_class]
+    if not short:
+        return []
+    return [
+        f"train_per_class={train_per_class} is more than some classes have; "
+        f"all of them are used: {', '.join(short)}"
+    ]
+
+
+def _to_dataset(prep: _Prepared, train: list[int], image_size: int, notes: list[str]) -> Dataset:
+    """The :class:`Dataset` of ``train`` and ``prep.val``; pixels decode lazily if need be."""
+    usable, val = prep.usable, prep.val
+    index = {c: i for i, c in enumerate(prep.scan.classes)}
 
     def pixels() -> tuple[np.ndarray, np.ndarray]:
         images = prep.decoded.images
@@ -160,7 +188,7 @@ def load_dataset(
         return np.array([index[usable[i].label] for i in sel], dtype=np.int32)
 
     return Dataset(
-        classes=list(classes),
+        classes=list(prep.scan.classes),
         train_labels=labels(train),
         train_paths=[usable[i].path for i in train],
         val_labels=labels(val),

@@ -25,6 +25,9 @@ RANDOM_POLICIES = ("same", "scratch")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 MAX_LR = 10.0
 MAX_EPOCHS = 1000
+# The one image-size range (the form's bounds too). 32 px is the built-in EfficientNet-Lite
+# backbones' total stride: below it their last blocks see less than one pixel. The data layer
+# decodes at whatever validated size it is given.
 MAX_IMAGE_SIZE = 1024
 MIN_IMAGE_SIZE = 32
 

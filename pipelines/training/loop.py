@@ -30,8 +30,8 @@ import tensorflow as tf
 from pipelines import data as data_mod
 from pipelines.backbones import resolve
 from pipelines.backbones.blocks import ALL_BLOCKS
-from pipelines.backbones.pixels import scale_pixels
-from pipelines.data.pipeline import augment_batch
+from pipelines.data.pipeline import epoch_order, image_batch
+from pipelines.numerics import log_softmax, softmax
 from pipelines.training.arms import Arm, PhasePlan
 from pipelines.training.config import ExperimentConfig, validate_against
 
@@ -50,11 +50,6 @@ class _ArmState:
     last_logits: np.ndarray | None = None  # the last epoch's validation, for the results
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The training images' order in ``epoch``: a seeded permutation, the same for all arms."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def run_experiment(
     run_id: str,
     config: ExperimentConfig,
@@ -71,6 +66,29 @@ def run_experiment(
     spec = resolve(config.backbone)
     size = config.image_size or spec.input_size
     artefacts = Path(store.artefact_dir(run_id))
+
+    # The data set, checked and split; its pixels decode on first use (if at all).
+    dataset = _load_data(run_id, config, store, size, artefacts)
+
+    # The arms, each checked against its backbone when training needs it loaded now.
+    arms = _make_arms(run_id, config, store, spec, size, dataset)
+    writers = _tensorboard_writers(arms, artefacts)
+
+    # Feature extraction, then fine-tuning: both arms in lockstep, epoch by epoch.
+    loop = _Loop(run_id, config, store, dataset, arms, writers, started, should_stop)
+    _run_phases(loop, config)
+
+    # What the run keeps: results, weights and the summary, also after a stop.
+    summary = _finish(
+        run_id, store, arms, dataset, artefacts, loop.stopped, time.perf_counter() - started
+    )
+    for w in writers.values():
+        w.flush()
+    return summary
+
+
+def _load_data(run_id, config: ExperimentConfig, store, size: int, artefacts: Path):
+    """The experiment's data set at ``size``, with its skipped files and notes logged."""
     store.log_event(run_id, f"loading data set {config.dataset!r} at {size}x{size}")
     dataset = data_mod.load_dataset(
         config.dataset,
@@ -84,7 +102,13 @@ def run_experiment(
         store.log_event(run_id, f"skipped {len(dataset.skipped)} unusable file(s)")
     for note in dataset.notes:
         store.log_event(run_id, note)
+    return dataset
 
+
+def _make_arms(
+    run_id, config: ExperimentConfig, store, spec, size: int, dataset
+) -> list[_ArmState]:
+    """One state per arm in ``config.arms``; refuses what the backbone or data can't take."""
     arms: list[_ArmState] = []
     for name in config.arms:
         arm = Arm(name, config, spec, size, dataset.num_classes)
@@ -97,25 +121,25 @@ def run_experiment(
             )
         arms.append(_ArmState(arm, arm.plans()))
     validate_against(config, block_count=None, train_images=len(dataset.train_labels))
-    writers = {
+    return arms
+
+
+def _tensorboard_writers(arms: list[_ArmState], artefacts: Path) -> dict:
+    """A TensorBoard event file writer per arm, under ``artefacts/tensorboard/<arm>``."""
+    return {
         s.arm.name: tf.summary.create_file_writer(str(artefacts / "tensorboard" / s.arm.name))
         for s in arms
     }
 
-    loop = _Loop(run_id, config, store, dataset, arms, writers, started, should_stop)
+
+def _run_phases(loop: _Loop, config: ExperimentConfig) -> None:
+    """Feature extraction, then fine-tuning (each if it has epochs), until a stop."""
     for phase_name, phase in (
         ("feature_extraction", config.phase1),
         ("fine_tuning", config.phase2),
     ):
         if phase.epochs and not loop.run_phase(phase_name, phase.epochs):
             break
-
-    summary = _finish(
-        run_id, store, arms, dataset, artefacts, loop.stopped, time.perf_counter() - started
-    )
-    for w in writers.values():
-        w.flush()
-    return summary
 
 
 class _Loop:
@@ -176,8 +200,13 @@ class _Loop:
             def images(idx=idx, step=step, drawn=drawn):  # drawn once, shared by every arm
                 if not drawn:
                     drawn.append(
-                        _image_batch(
-                            dataset.train_images[idx], config, self.scaling, self.epoch, step
+                        image_batch(
+                            dataset.train_images[idx],
+                            self.scaling,
+                            augment=config.augment,
+                            seed=config.seed,
+                            epoch=self.epoch,
+                            step=step,
                         )
                     )
                 return drawn[0]
@@ -260,16 +289,8 @@ def _plan(s: _ArmState, phase_name: str) -> PhasePlan:
     return next(p for p in s.plans if p.name == phase_name)
 
 
-def _image_batch(images: np.ndarray, config: ExperimentConfig, scaling: str, epoch: int, step: int):
-    x = tf.cast(tf.constant(images), tf.float32)
-    if config.augment:
-        x = augment_batch(x, tf.constant([config.seed * 1_000_003 + epoch, step], tf.int64))
-    return scale_pixels(x, scaling)
-
-
 def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    log_probs = log_softmax(logits)
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
     return loss, float((logits.argmax(axis=1) == labels).mean())
 
@@ -277,52 +298,56 @@ def _loss_and_accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, f
 def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s: float) -> dict:
     """Per arm: confusion matrix, per-image predictions, the trained weights; the summary."""
     summary: dict = {"arms": {}, "stopped": stopped, "wall_s": round(wall_s, 2)}
-    classes = dataset.classes
     for s in arms:
-        arm = s.arm
-        if arm.head is None:  # stopped before its first phase began: nothing to keep
+        if s.arm.head is None:  # stopped before its first phase began: nothing to keep
             continue
-        # The last completed epoch's validation: the results match the curves' last point,
-        # and a stop needn't wait for another pass over the validation images.
-        logits = s.last_logits if s.last_logits is not None else arm.validation_logits(dataset)
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
-        predicted = probs.argmax(axis=1)
-        confusion = np.zeros((len(classes), len(classes)), int)
-        for truth, guess in zip(dataset.val_labels, predicted, strict=True):
-            confusion[truth, guess] += 1
-        store.save_result(
-            run_id,
-            arm.name,
-            {
-                "classes": classes,
-                "confusion": confusion.tolist(),
-                "predictions": [
-                    {
-                        "path": str(path),
-                        "label": int(label),
-                        "predicted": int(guess),
-                        "probabilities": [round(float(p), 5) for p in row],
-                    }
-                    for path, label, guess, row in zip(
-                        dataset.val_paths, dataset.val_labels, predicted, probs, strict=True
-                    )
-                ],
-            },
-        )
-        arm.save_weights(artefacts / arm.name, classes)
-        val = [h["val_accuracy"] for h in s.history]
-        summary["arms"][arm.name] = {
-            "final_val_accuracy": val[-1] if val else None,
-            "best_val_accuracy": max(val) if val else None,
-            "epochs": s.epochs_done,
-            "wall_s": round(arm.compute_s, 2),
-            "batches_digest": s.batches_digest.hexdigest(),
-            "mode": arm.mode,
-            "prep_s": s.prep_s,
-        }
-        store.log_event(run_id, f"{arm.name} arm: saved the trained weights")
-    summary["classes"] = classes
+        store.save_result(run_id, s.arm.name, _arm_result(s, dataset))
+        s.arm.save_weights(artefacts / s.arm.name, dataset.classes)
+        summary["arms"][s.arm.name] = _arm_summary(s)
+        store.log_event(run_id, f"{s.arm.name} arm: saved the trained weights")
+    summary["classes"] = dataset.classes
     summary["image_size"] = dataset.image_size
     store.set_summary(run_id, summary)
     return summary
+
+
+def _arm_result(s: _ArmState, dataset) -> dict:
+    """The arm's confusion matrix and per-image validation predictions, as stored."""
+    classes = dataset.classes
+    # The last completed epoch's validation: the results match the curves' last point,
+    # and a stop needn't wait for another pass over the validation images.
+    logits = s.last_logits if s.last_logits is not None else s.arm.validation_logits(dataset)
+    probs = softmax(logits)
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((len(classes), len(classes)), int)
+    for truth, guess in zip(dataset.val_labels, predicted, strict=True):
+        confusion[truth, guess] += 1
+    return {
+        "classes": classes,
+        "confusion": confusion.tolist(),
+        "predictions": [
+            {
+                "path": str(path),
+                "label": int(label),
+                "predicted": int(guess),
+                "probabilities": [round(float(p), 5) for p in row],
+            }
+            for path, label, guess, row in zip(
+                dataset.val_paths, dataset.val_labels, predicted, probs, strict=True
+            )
+        ],
+    }
+
+
+def _arm_summary(s: _ArmState) -> dict:
+    """The arm's line in the run summary: accuracies, epochs, time, mode."""
+    val = [h["val_accuracy"] for h in s.history]
+    return {
+        "final_val_accuracy": val[-1] if val else None,
+        "best_val_accuracy": max(val) if val else None,
+        "epochs": s.epochs_done,
+        "wall_s": round(s.arm.compute_s, 2),
+        "batches_digest": s.batches_digest.hexdigest(),
+        "mode": s.arm.mode,
+        "prep_s": s.prep_s,
+    }
