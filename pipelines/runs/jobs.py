@@ -60,8 +60,9 @@ class JobManager:
     def start(self, config: ExperimentConfig) -> str:
         """Queue a run of ``config``, spawn its worker and return the run id at once.
 
-        A config, backbone or data set refused by :func:`pipelines.training.preflight.check_experiment`
-        raises :class:`UserError` and creates no run."""
+        A config, backbone or data set refused by
+        :func:`pipelines.training.preflight.check_experiment` raises :class:`UserError` and
+        creates no run."""
         check_experiment(config)
         lifecycle.reap(self.store)
         run_id = self.store.create_run(config)
@@ -117,7 +118,9 @@ class JobManager:
         if not run.active:
             return run.status
         self._signal(run, signal.SIGKILL)
-        lifecycle.finish(self.store, run_id, "stopped", "killed: its worker did not stop when asked")
+        lifecycle.finish(
+            self.store, run_id, "stopped", "killed: its worker did not stop when asked"
+        )
         return self.status(run_id).status
 
     def delete(self, run_id: str) -> None:

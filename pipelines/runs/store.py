@@ -291,9 +291,11 @@ class RunStore:
     def runs_with_status(self, *statuses: str) -> list[Run]:
         """Runs in any of ``statuses``, oldest first (queue order). Never writes."""
         marks = ",".join("?" * len(statuses))
-        rows = self._conn().execute(
-            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY seq", statuses
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY seq", statuses)
+            .fetchall()
+        )
         progress = self._progress([r["run_id"] for r in rows]) if rows else {}
         return [_run(r, progress.get(r["run_id"], {})) for r in rows]
 

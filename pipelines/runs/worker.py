@@ -9,8 +9,8 @@ message) or, if this process is killed, ``interrupted`` once whoever polls the r
 :mod:`pipelines.runs.lifecycle`.
 
 Stopping: :func:`pipelines.runs.lifecycle.request_stop` from any process, or SIGTERM/SIGINT
-to this one, sets the flag the trainer polls every batch. A second signal once the flag is set stops at once
-(the current batch is lost).
+to this one, sets the flag the trainer polls every batch. A second signal once the flag is
+set stops at once (the current batch is lost).
 
 The trainer's summary may say ``"stopped": true/false``; that decides between ``stopped``
 and ``completed``, else whether a stop was requested does.

@@ -1,0 +1,178 @@
+"""A run's life between processes: the worker protocol over the run store.
+
+:class:`pipelines.runs.jobs.JobManager` creates a run ``queued`` and records the worker it
+spawned (:func:`claim_worker`); the worker claims the run for itself, waits for a slot
+(:func:`claim_slot` moves it to ``running``), beats (:func:`heartbeat`), polls
+:func:`stop_requested` (set by :func:`request_stop` from any process) and records how it
+ended (:func:`finish`). A worker that dies leaves its run ``queued`` or ``running``;
+:func:`reap` marks such a run ``interrupted``.
+
+The store's reads never write, so whoever polls runs reaps first: the job manager (its
+``status``, ``running``, ``queued``, ``start``), the worker waiting for a slot,
+``python -m pipelines runs`` and the dashboard's refresh.
+
+Every function takes the :class:`~pipelines.runs.store.RunStore` first and writes through
+:meth:`~pipelines.runs.store.RunStore.transaction`, so each is atomic and durable when it
+returns. Process liveness (:func:`process_alive`, via psutil) is judged here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from pipelines.errors import UserError
+from pipelines.runs.run import ACTIVE, TERMINAL
+from pipelines.runs.store import RunStore
+
+# A queued/running run with no worker pid is only judged dead after this long without a
+# heartbeat: whoever created it may be about to start its worker.
+ORPHAN_AFTER_S = 120.0
+# psutil's create_time is derived from boot time + start ticks; allow for rounding.
+_CREATE_TIME_TOLERANCE_S = 0.5
+
+
+def claim_worker(store: RunStore, run_id: str, pid: int) -> None:
+    """Record ``pid`` (and its start time, against pid reuse) as the run's worker.
+
+    Refuses a run that has finished, or that another live process is working on.
+    """
+    started = _create_time(pid)
+    with store.transaction() as c:
+        run = store.get_run(run_id)
+        if not run.active:
+            raise UserError(f"run {run_id} is already {run.status}; start a new one")
+        other = run.worker_pid
+        if other is not None and other != pid and process_alive(other, run.worker_started):
+            raise UserError(f"run {run_id} is already being run by process {other}")
+        now = time.time()
+        c.execute(
+            "UPDATE runs SET worker_pid = ?, worker_started = ?, heartbeat = ?, updated = ?"
+            " WHERE run_id = ?",
+            (pid, started, now, now, run_id),
+        )
+
+
+def claim_slot(store: RunStore, run_id: str, max_running: int) -> bool:
+    """Atomically move a queued run to ``running`` if fewer than ``max_running`` runs are
+    running and no older queued run with a live worker is waiting ahead of it.
+
+    Returns True once the run is running (also if it already was); False to wait.
+    """
+    with store.transaction() as c:
+        status = store.get_run(run_id).status
+        if status == "running":
+            return True
+        if status != "queued":
+            raise UserError(f"run {run_id} is {status}; it can no longer start")
+        free = max_running - len(store.runs_with_status("running"))
+        if free <= 0:
+            return False
+        ahead = 0
+        for other in store.runs_with_status("queued"):
+            if other.run_id == run_id:
+                break
+            if other.worker_pid is not None:
+                ahead += process_alive(other.worker_pid, other.worker_started)
+        if ahead >= free:
+            return False
+        now = time.time()
+        c.execute(
+            "UPDATE runs SET status = 'running', updated = ?, heartbeat = ? WHERE run_id = ?",
+            (now, now, run_id),
+        )
+        return True
+
+
+def heartbeat(store: RunStore, run_id: str) -> None:
+    """Record that the run's worker is alive now."""
+    with store.transaction() as c:
+        c.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
+
+
+def request_stop(store: RunStore, run_id: str) -> None:
+    """Ask the run's worker to stop after its current batch (it marks ``stopped``);
+    ``UserError`` if there is no such run."""
+    with store.transaction() as c:
+        cur = c.execute(
+            "UPDATE runs SET stop_requested = 1, updated = ? WHERE run_id = ?",
+            (time.time(), run_id),
+        )
+        if cur.rowcount == 0:
+            store.get_run(run_id)  # raises: no such run
+
+
+def stop_requested(store: RunStore, run_id: str) -> bool:
+    """Whether a stop was requested (False for a run that is gone)."""
+    try:
+        return store.get_run(run_id).stop_requested
+    except UserError:
+        return False
+
+
+def finish(store: RunStore, run_id: str, status: str, error: str | None = None) -> bool:
+    """Set a terminal ``status`` (and ``error``) only if the run is still queued or running;
+    return whether it did (a run already finished, e.g. reaped, keeps its status)."""
+    if status not in TERMINAL:
+        raise ValueError(f"{status!r} is not a terminal status")
+    with store.transaction() as c:
+        cur = c.execute(
+            "UPDATE runs SET status = ?, error = ?, updated = ?"
+            " WHERE run_id = ? AND status IN ('queued', 'running')",
+            (status, error, time.time(), run_id),
+        )
+        return cur.rowcount == 1
+
+
+def reap(store: RunStore, run_id: str | None = None) -> list[str]:
+    """Mark ``interrupted`` every queued/running run (or just ``run_id``) whose worker
+    process is gone: pid not alive, a zombie, or a different process reusing the pid.
+    A run without a worker pid is judged by its heartbeat (``ORPHAN_AFTER_S``).
+    Returns the ids it marked; their metric rows are kept."""
+    runs = store.runs_with_status(*ACTIVE)
+    if run_id is not None:
+        runs = [r for r in runs if r.run_id == run_id]
+    reaped = []
+    now = time.time()
+    for run in runs:
+        pid = run.worker_pid
+        if pid is None:
+            if now - (run.heartbeat or run.updated) < ORPHAN_AFTER_S:
+                continue
+            why = "no worker process picked it up"
+        elif process_alive(pid, run.worker_started):
+            continue
+        else:
+            why = f"its worker process ({pid}) ended without finishing"
+        # Conditional on the same worker and an active status: a worker that finished
+        # between our read and this write keeps its own final status.
+        with store.transaction() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = 'interrupted', error = ?, updated = ?"
+                " WHERE run_id = ? AND status IN ('queued', 'running') AND worker_pid IS ?",
+                (f"interrupted: {why}; rows up to then are kept", now, run.run_id, pid),
+            )
+        if cur.rowcount:
+            reaped.append(run.run_id)
+    return reaped
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """Is ``pid`` still the process that was recorded (same start time, not a zombie)?"""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - started) <= _CREATE_TIME_TOLERANCE_S
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # someone else's process holds the pid: it exists
+        return True
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
