@@ -71,6 +71,24 @@ def test_store_from_a_newer_version_is_refused(store: RunStore) -> None:
         RunStore(store.root)
 
 
+def test_a_schema_1_store_gains_balanced_accuracy_and_keeps_its_rows(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.log_epoch(run_id, "imagenet", "feature_extraction", 0, 0.5, 0.8, 0.4, 0.9, 1.0, 10.0)
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("ALTER TABLE metrics DROP COLUMN val_balanced_accuracy")  # as schema 1 was
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store.close()
+    reopened = RunStore(store.root)
+    rows = reopened.curves(run_id)
+    assert rows["val_accuracy"].tolist() == [0.9]
+    assert rows["val_balanced_accuracy"].isna().all()  # not measured then: NULL, not a guess
+    reopened.log_epoch(run_id, "imagenet", "fine_tuning", 1, 0.4, 0.9, 0.3, 0.95, 1.0, 10.0, 0.7)
+    assert reopened.best_val_accuracy("val_balanced_accuracy") == {run_id: {"imagenet": 0.7}}
+    version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 2
+
+
 # --- runs ---------------------------------------------------------------------------------
 
 

@@ -32,7 +32,17 @@ def test_full_run_stores_consistent_metrics(finished_run):
         assert np.array(result["confusion"]).sum() == 8  # every validation image once
         assert len(result["predictions"]) == 8
         assert all(abs(sum(p["probabilities"]) - 1) < 1e-3 for p in result["predictions"])
+        # Balanced accuracy of the last epoch: the mean recall of the stored confusion matrix
+        # (made from the same validation pass).
+        confusion = np.array(result["confusion"])
+        recall = confusion.diagonal() / confusion.sum(axis=1)
+        last = rows.iloc[-1]
+        assert last["val_balanced_accuracy"] == pytest.approx(recall.mean())
         summary = run.summary["arms"][arm]
+        assert summary["final_val_balanced_accuracy"] == pytest.approx(recall.mean())
+        assert summary["best_val_balanced_accuracy"] == pytest.approx(
+            rows["val_balanced_accuracy"].max()
+        )
         assert summary["final_val_accuracy"] == pytest.approx(rows["val_accuracy"].iloc[-1])
         assert summary["best_val_accuracy"] == pytest.approx(rows["val_accuracy"].max())
         assert summary["epochs"] == 3
@@ -40,6 +50,8 @@ def test_full_run_stores_consistent_metrics(finished_run):
         assert (artefacts / "arm.json").is_file() and (artefacts / "head.npz").is_file()
         assert (artefacts / "backbone.npz").is_file()  # fine-tuned: its variables are kept
         assert list((store.artefact_dir(run_id) / "tensorboard" / arm).glob("events.out.*"))
+    assert run.summary["val_class_counts"] == [4, 4]
+    assert run.summary["chance_accuracy"] == pytest.approx(0.5)
     batches = store.curves(run_id, kind="batch")
     assert len(batches) >= 6
     events = " ".join(e["message"] for e in store.events(run_id))

@@ -51,6 +51,7 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
     first."""
     lifecycle.reap(store)
     best = store.best_val_accuracy()
+    balanced = store.best_val_accuracy("val_balanced_accuracy")
     return [
         {
             "run_id": run.run_id,
@@ -61,6 +62,7 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
             "backbone": run.config_dict.get("backbone"),
             "arms": run.config_dict.get("arms", []),
             "best_val_accuracy": best.get(run.run_id, {}),
+            "best_val_balanced_accuracy": balanced.get(run.run_id, {}),
             "error": run.error,
         }
         for run in store.list_runs()

@@ -83,12 +83,15 @@ def run(args) -> int:
     if run.active:  # the store could not record the end
         raise UserError(f"run {run_id} ended, but the run store could not record it (see above)")
     summary = run.summary or {}
-    arms = {
-        name: {
-            k: arm.get(k) for k in ("final_val_accuracy", "best_val_accuracy", "epochs", "wall_s")
-        }
-        for name, arm in summary.get("arms", {}).items()
-    }
+    keys = (
+        "final_val_accuracy",
+        "best_val_accuracy",
+        "final_val_balanced_accuracy",
+        "best_val_balanced_accuracy",
+        "epochs",
+        "wall_s",
+    )
+    arms = {name: {k: arm.get(k) for k in keys} for name, arm in summary.get("arms", {}).items()}
     if args.json:
         print(json.dumps({"run_id": run_id, "status": run.status, "arms": arms}))
     else:
@@ -96,7 +99,9 @@ def run(args) -> int:
         for name, arm in arms.items():
             print(
                 f"  {name:>8}: final val acc {arm['final_val_accuracy']:.4f}, best "
-                f"{arm['best_val_accuracy']:.4f}, {arm['epochs']} epochs, {arm['wall_s']:.1f}s"
+                f"{arm['best_val_accuracy']:.4f} (balanced "
+                f"{arm['best_val_balanced_accuracy']:.4f}), {arm['epochs']} epochs, "
+                f"{arm['wall_s']:.1f}s"
             )
         print(f"see it with: python -m pipelines runs show {run_id}")
     return 0 if code == EXIT_COMPLETED else code

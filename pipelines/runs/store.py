@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import pandas
 
 STORE_FILE = "runs.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 10.0
 
 # The statuses and Run live in run.py; importing them from here works too.
@@ -62,6 +62,7 @@ EPOCH_COLUMNS = [
     "accuracy",
     "val_loss",
     "val_accuracy",
+    "val_balanced_accuracy",
     "epoch_s",
     "images_per_s",
 ]
@@ -77,6 +78,7 @@ METRIC_COLUMNS = [
     "accuracy",
     "val_loss",
     "val_accuracy",
+    "val_balanced_accuracy",
     "wall_s",
     "epoch_s",
     "images_per_s",
@@ -114,6 +116,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     accuracy REAL,
     val_loss REAL,
     val_accuracy REAL,
+    val_balanced_accuracy REAL,
     wall_s REAL,
     epoch_s REAL,
     images_per_s REAL,
@@ -141,6 +144,11 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (run_id, arm)
 );
 """
+# _MIGRATIONS[v - 1] takes a store from schema v to v + 1; rows already stored are kept.
+_MIGRATIONS = [
+    # 2: balanced accuracy beside accuracy (older rows have none: NULL).
+    "ALTER TABLE metrics ADD COLUMN val_balanced_accuracy REAL",
+]
 _TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
 
 
@@ -208,6 +216,9 @@ class RunStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                # A new file (version 0) has the latest tables already.
+                for sql in _MIGRATIONS[version - 1 :] if version else []:
+                    c.execute(sql)
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -371,13 +382,15 @@ class RunStore:
         val_accuracy: float | None,
         epoch_s: float,
         images_per_s: float,
+        val_balanced_accuracy: float | None = None,
     ) -> None:
         """One ``epoch`` row: training and validation metrics at the end of ``epoch``;
-        ``epoch_s`` its training seconds, ``images_per_s`` its training throughput."""
+        ``epoch_s`` its training seconds, ``images_per_s`` its training throughput,
+        ``val_balanced_accuracy`` the mean of the classes' recalls."""
         self._write(
             "INSERT INTO metrics (run_id, kind, arm, phase, epoch, loss, accuracy, val_loss,"
-            " val_accuracy, epoch_s, images_per_s, time)"
-            " VALUES (?, 'epoch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " val_accuracy, val_balanced_accuracy, epoch_s, images_per_s, time)"
+            " VALUES (?, 'epoch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 arm,
@@ -387,6 +400,7 @@ class RunStore:
                 _num(accuracy),
                 _num(val_loss),
                 _num(val_accuracy),
+                _num(val_balanced_accuracy),
                 _num(epoch_s),
                 _num(images_per_s),
                 time.time(),
@@ -409,11 +423,16 @@ class RunStore:
         frame = pandas.read_sql_query(sql + " ORDER BY id", self._conn(), params=params)
         return _int_columns(frame)
 
-    def best_val_accuracy(self) -> dict[str, dict[str, float]]:
-        """``{run_id: {arm: best epoch val_accuracy}}`` for every run with epoch rows."""
+    def best_val_accuracy(self, metric: str = "val_accuracy") -> dict[str, dict[str, float]]:
+        """``{run_id: {arm: best epoch value of metric}}`` for every run with epoch rows;
+        ``metric`` is ``val_accuracy`` or ``val_balanced_accuracy``."""
+        if metric not in ("val_accuracy", "val_balanced_accuracy"):
+            raise ValueError(
+                f"metric must be val_accuracy or val_balanced_accuracy, not {metric!r}"
+            )
         rows = self._conn().execute(
-            "SELECT run_id, arm, MAX(val_accuracy) FROM metrics WHERE kind = 'epoch'"
-            " AND val_accuracy IS NOT NULL GROUP BY run_id, arm"
+            f"SELECT run_id, arm, MAX({metric}) FROM metrics WHERE kind = 'epoch'"
+            f" AND {metric} IS NOT NULL GROUP BY run_id, arm"
         )
         out: dict[str, dict[str, float]] = {}
         for run_id, arm, best in rows:

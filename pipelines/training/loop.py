@@ -31,7 +31,7 @@ from pipelines import data as data_mod
 from pipelines.backbones import resolve
 from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.data.pipeline import epoch_order, image_batch
-from pipelines.numerics import log_softmax, softmax
+from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
 from pipelines.training.arms import Arm, PhasePlan
 from pipelines.training.config import ExperimentConfig, validate_against
 
@@ -265,6 +265,7 @@ class _Loop:
             logits = s.arm.validation_logits(self.dataset)
             s.last_logits = logits
             val_loss, val_acc = _loss_and_accuracy(logits, self.dataset.val_labels)
+            val_balanced = balanced_accuracy(logits.argmax(axis=1), self.dataset.val_labels)
             loss_sum, acc_sum, count = self.sums[s.arm.name]
             epoch_s = s.arm.compute_s - self.epoch_start[s.arm.name]
             row = {
@@ -274,6 +275,7 @@ class _Loop:
                 "accuracy": acc_sum / count,
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
+                "val_balanced_accuracy": val_balanced,
                 "epoch_s": epoch_s,
                 "images_per_s": self.n / epoch_s if epoch_s > 0 else None,
             }
@@ -281,7 +283,13 @@ class _Loop:
             s.epochs_done += 1
             self.store.log_epoch(self.run_id, s.arm.name, **row)
             with self.writers[s.arm.name].as_default(step=self.epoch):
-                for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                for key in (
+                    "loss",
+                    "accuracy",
+                    "val_loss",
+                    "val_accuracy",
+                    "val_balanced_accuracy",
+                ):
                     tf.summary.scalar(key, row[key])
 
 
@@ -307,6 +315,12 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
         store.log_event(run_id, f"{s.arm.name} arm: saved the trained weights")
     summary["classes"] = dataset.classes
     summary["image_size"] = dataset.image_size
+    # Which accuracy always answering the majority class reaches: the charts mark it, and
+    # balanced accuracy is shown beside accuracy wherever it is clearly above 1 / classes.
+    summary["val_class_counts"] = np.bincount(
+        dataset.val_labels, minlength=len(dataset.classes)
+    ).tolist()
+    summary["chance_accuracy"] = chance_accuracy(dataset.val_labels)
     store.set_summary(run_id, summary)
     return summary
 
@@ -342,9 +356,12 @@ def _arm_result(s: _ArmState, dataset) -> dict:
 def _arm_summary(s: _ArmState) -> dict:
     """The arm's line in the run summary: accuracies, epochs, time, mode."""
     val = [h["val_accuracy"] for h in s.history]
+    balanced = [h["val_balanced_accuracy"] for h in s.history]
     return {
         "final_val_accuracy": val[-1] if val else None,
         "best_val_accuracy": max(val) if val else None,
+        "final_val_balanced_accuracy": balanced[-1] if balanced else None,
+        "best_val_balanced_accuracy": max(balanced) if balanced else None,
         "epochs": s.epochs_done,
         "wall_s": round(s.arm.compute_s, 2),
         "batches_digest": s.batches_digest.hexdigest(),
