@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard import figures, history, state
 from dashboard.i18n import figure_labels, labels, t
-from pipelines.runs.store import ACTIVE
+from dashboard.state import ACTIVE
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
@@ -20,10 +20,9 @@ def delete_runs(run_ids: list[str]) -> None:
     """Confirmed delete (a callback): remove the runs and clear the table's selection."""
     problems = []
     for run_id in run_ids:
-        try:
-            state.store().delete_run(run_id)
-        except Exception as e:  # noqa: BLE001 - shown as a message
-            problems.append(state.error_text(e))
+        _, problem = state.attempt(state.delete_run, run_id)
+        if problem is not None:
+            problems.append(problem)
     st.session_state.pop("confirm_delete", None)
     st.session_state["runs_table"] = {"selection": {"rows": [], "columns": []}}
     st.session_state["delete_problems"] = problems
@@ -31,8 +30,8 @@ def delete_runs(run_ids: list[str]) -> None:
 
 
 st.title(t("runs.title"))
-store = state.store_or_stop()
-runs = store.list_runs()
+state.require_store()
+runs = state.list_runs()
 
 for problem in st.session_state.pop("delete_problems", []):
     st.error(problem)
@@ -51,7 +50,7 @@ for run in (r for r in runs if r["status"] in ACTIVE):
         ):
             open_run(run["run_id"])
 
-table = history.history_frame(runs, store.best_val_accuracy())
+table = history.history_frame(runs, state.best_val_accuracy())
 percent = st.column_config.NumberColumn
 event = st.dataframe(
     table,
@@ -125,7 +124,7 @@ else:
     with state.shown_errors():
         st.plotly_chart(
             figures.runs_overlay(
-                history.overlay_curves(store, selected),
+                state.overlay_curves(selected),
                 metric=metric or "val_accuracy",
                 arms=arms or [],
                 labels=figure_labels(),
