@@ -200,7 +200,8 @@ def test_predict_loads_the_arm_model_once_and_returns_its_probabilities(finished
     probs = predict.predict(folder, image)
     assert len(probs) == len(CLASSES) and abs(sum(probs) - 1) < 1e-5
     assert np.abs(np.array(probs) - np.array(stored)).max() < 1e-3
-    assert predict.load_model(folder) is predict.load_model(str(folder))  # kept, not reloaded
+    kept = predict.inference_model(folder)
+    assert predict.inference_model(str(folder)) is kept  # loaded once, not per call
 
 
 def test_decode_names_the_file_and_the_reason():

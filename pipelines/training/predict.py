@@ -1,8 +1,8 @@
 """Inference for "try your own image": decode an uploaded file, run an arm's SavedModel.
 
 Plain functions, no UI. An arm's inference SavedModel (see :mod:`pipelines.training.export`)
-is loaded once per process and kept (:func:`load_model`, an LRU keyed by the folder and its
-``saved_model.pb``'s modification time, so a rebuilt model is loaded afresh).
+is loaded once per process and kept (:func:`inference_model`, an LRU keyed by the folder and
+its ``saved_model.pb``'s modification time, so a rebuilt model is loaded afresh).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def decode(data: bytes, size: int, name: str = "that file") -> np.ndarray:
     return pixels
 
 
-def load_model(model_dir: str | Path) -> Any:
+def inference_model(model_dir: str | Path) -> Any:
     """The SavedModel in ``model_dir``, loaded once and kept (up to :data:`MODELS_KEPT`)
     while its ``saved_model.pb`` is unchanged. OSError if there is none."""
     path = Path(model_dir)
@@ -54,7 +54,7 @@ def predict(model_dir: str | Path, image: np.ndarray) -> list[float]:
     ``image`` already at the model's size, from the inference SavedModel in ``model_dir``."""
     import tensorflow as tf
 
-    model = load_model(model_dir)
+    model = inference_model(model_dir)
     batch = tf.constant(image[None].astype(np.float32))
     return [float(p) for p in model.serve(batch)["probabilities"].numpy()[0]]
 
