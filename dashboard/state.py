@@ -108,11 +108,7 @@ def store_problem() -> str | None:
     """Why the run store can't be read now (``RUNS_DIR`` is a file, its database is not
     SQLite, ...), or None. ``app.py`` shows it on every page. One small query, so a file
     broken while the server runs is noticed too (the store object itself is cached)."""
-    try:
-        store().runs_with_status("running")
-    except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
-        return error_text(e)
-    return None
+    return attempt(lambda: store().runs_with_status("running")).error
 
 
 def store_or_stop() -> RunStore:
@@ -316,11 +312,7 @@ def is_builtin(backbone: str) -> bool:
 def _backbone_problem(backbone: str, image_size: int | None, mtime: float) -> str | None:
     from pipelines.backbones import load_layer
 
-    try:
-        load_layer(backbone, image_size=image_size)
-    except Exception as e:  # noqa: BLE001 - the reason is what the form shows
-        return error_text(e)
-    return None
+    return attempt(load_layer, backbone, image_size=image_size).error
 
 
 def backbone_problem(backbone: str, image_size: int | None) -> str | None:
