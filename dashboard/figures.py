@@ -1,9 +1,11 @@
 """Plotly figure builders: pure functions of metric frames and reports, no Streamlit.
 
 Every builder takes the texts it shows through ``labels`` (English by default, so tests and
-other callers need not pass them) and returns a ``go.Figure``. The x axis of the curves is
-*epochs completed*: the epoch row of global epoch ``e`` (0-based) sits at ``e + 1`` and a
-batch row at ``e + (step + 1) / steps_per_epoch``, so phase 2 starts at ``x = phase1.epochs``.
+other callers need not pass them) and returns a ``go.Figure``; the training curves'
+builders (``arm_curves_spec``, ``overlay_curves_spec``) return the figure's plain dict, which
+the live view draws as it is. The x axis of the curves is *epochs completed*: the epoch
+row of global epoch ``e`` (0-based) sits at ``e + 1`` and a batch row at
+``e + (step + 1) / steps_per_epoch``, so phase 2 starts at ``x = phase1.epochs``.
 """
 
 from __future__ import annotations
@@ -100,16 +102,6 @@ def _x_axis(epochs_total: int | None) -> dict[str, Any]:
     return axis
 
 
-def arm_curves(*args: Any, **kwargs: Any) -> go.Figure:
-    """:func:`arm_curves_spec` as a figure."""
-    return _figure(arm_curves_spec(*args, **kwargs))
-
-
-def overlay_curves(*args: Any, **kwargs: Any) -> go.Figure:
-    """:func:`overlay_curves_spec` as a figure."""
-    return _figure(overlay_curves_spec(*args, **kwargs))
-
-
 def arm_curves_spec(
     epochs: pd.DataFrame | None,
     arms: Sequence[str],
@@ -188,12 +180,6 @@ def _filled(template: dict[str, Any], points: Sequence[tuple[list, list]]) -> di
         {**trace, "x": x, "y": y} for trace, (x, y) in zip(template["data"], points, strict=True)
     ]
     return {"data": data, "layout": copy.deepcopy(template["layout"])}
-
-
-def _figure(spec: dict[str, Any]) -> go.Figure:
-    """``spec`` as a figure. Its template was validated when built and the points are
-    plain floats, so plotly's per-property validation is skipped."""
-    return go.Figure(spec, _validate=False)
 
 
 @functools.lru_cache(maxsize=64)

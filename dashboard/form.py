@@ -16,6 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.data.sources import DEFAULT_DATASET, HORSES_OR_HUMANS_DIR
+from pipelines.training.config import MAX_EPOCHS as MAX_EPOCHS
+from pipelines.training.config import MAX_IMAGE_SIZE as MAX_IMAGE_SIZE
+from pipelines.training.config import MIN_IMAGE_SIZE as MIN_IMAGE_SIZE
+from pipelines.training.config import OPTIMIZERS as OPTIMIZERS
+from pipelines.training.config import RANDOM_POLICIES as RANDOM_POLICIES
 from pipelines.training.config import ExperimentConfig, keys, validate_against
 
 CUSTOM_BACKBONE = "custom"
@@ -24,9 +29,7 @@ ALL = "all"
 TRAIN_PER_CLASS_OPTIONS: list[int | str] = [2, 5, 10, 20, 50, 100, 200, 500, ALL]
 # Log-scale steps 1-2-5 from 1e-6 to 0.5: the learning-rate sliders move in these.
 LR_OPTIONS: list[float] = [float(f"{m}e{e}") for e in range(-6, 0) for m in (1, 2, 5)]
-BATCH_SIZES = [4, 8, 16, 32, 64, 128, 256]
 CONFIG_KEYS: list[str] = keys()
-EXTRA_KEYS = ("dataset_source", "backbone_custom")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The seminar's comparison: feature extraction, then fine-tuning the top 2 blocks.

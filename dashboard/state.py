@@ -1,5 +1,12 @@
-"""Engine access for the pages: cached stores, catalogue, block tables, data set reports,
-models; and the one way engine errors reach the user.
+"""The pages' one door to the engine: cached stores, catalogue, block tables, data set
+reports, uploads, models; and the one way engine errors reach the user.
+
+Components and views (``dashboard/components``, ``dashboard/views``) import nothing from
+``pipelines`` and never hold the store: they call the functions here, and show a failure
+through :func:`shown_errors` (a block of calls, shown with ``st.error``) or :func:`attempt`
+(one call, its error's text returned). The work itself is done by plain functions in
+``pipelines/`` (``data.uploads``, ``data.samples``, ``training.predict``,
+``training.export``); this module adds the Streamlit caches around them.
 
 Nothing here trains. Runs are started and stopped through :class:`pipelines.runs.jobs.JobManager`
 (worker processes); everything shown is read from :class:`pipelines.runs.store.RunStore`,
@@ -13,32 +20,27 @@ them (tests point them at temporary folders).
 from __future__ import annotations
 
 import functools
-import hashlib
-import io
 import os
-import shutil
-import tempfile
 import threading
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from pipelines import settings
-from pipelines.errors import UserError
+from pipelines.backbones.blocks import freeze_report as freeze_report
+from pipelines.errors import UserError as UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.jobs import JobManager
-from pipelines.runs.run import Run
+from pipelines.runs.run import ACTIVE as ACTIVE
+from pipelines.runs.run import Run as Run
 from pipelines.runs.store import RunStore
 from pipelines.training.config import ExperimentConfig
 
-SAMPLES_PER_CLASS = 4
-THUMB_PX = 112
 # The job manager is shared by every session's thread; it keeps a dict of its children.
 _JOBS_LOCK = threading.Lock()
 
@@ -61,6 +63,24 @@ def shown_errors(where: Any = None) -> Iterator[None]:
         yield
     except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
         (where or st).error(error_text(e))
+
+
+class Attempt(NamedTuple):
+    """What :func:`attempt` got: the call's ``value`` (None if it failed) and ``error``, the
+    failure's text as shown to the user (None if it worked)."""
+
+    value: Any
+    error: str | None
+
+
+def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Attempt:
+    """Call ``fn(*args, **kwargs)``; a failure becomes its :func:`error_text` instead of an
+    exception, for a caller that shows it somewhere of its own (a warning, a list, a
+    message kept in Session State for the next run of the page)."""
+    try:
+        return Attempt(fn(*args, **kwargs), None)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
+        return Attempt(None, error_text(e))
 
 
 def _runs_root() -> str:
@@ -93,11 +113,7 @@ def store_problem() -> str | None:
     """Why the run store can't be read now (``RUNS_DIR`` is a file, its database is not
     SQLite, ...), or None. ``app.py`` shows it on every page. One small query, so a file
     broken while the server runs is noticed too (the store object itself is cached)."""
-    try:
-        store().runs_with_status("running")
-    except Exception as e:  # noqa: BLE001 - every failure becomes a message in the UI
-        return error_text(e)
-    return None
+    return attempt(lambda: store().runs_with_status("running")).error
 
 
 def store_or_stop() -> RunStore:
@@ -105,6 +121,49 @@ def store_or_stop() -> RunStore:
     if store_problem() is not None:
         st.stop()
     return store()
+
+
+def store_root() -> str:
+    """The run store's folder (resolved ``RUNS_DIR``): a cache key for what is read from it."""
+    return _runs_root()
+
+
+def require_store() -> None:
+    """Stop the page if the run store can't be read (``app.py`` has shown why)."""
+    store_or_stop()
+
+
+def get_run(run_id: str) -> Run:
+    """The run as stored (not reaped: see :func:`status`); UserError if there is none."""
+    return store().get_run(run_id)
+
+
+def best_val_accuracy(metric: str = "val_accuracy") -> dict[str, dict[str, float]]:
+    """``{run_id: {arm: best validation accuracy}}`` of every run (``metric``:
+    ``val_accuracy`` or ``val_balanced_accuracy``)."""
+    return store().best_val_accuracy(metric)
+
+
+def events(run_id: str) -> list[dict[str, Any]]:
+    """The run's log events, oldest first."""
+    return store().events(run_id)
+
+
+def result(run_id: str, arm: str) -> dict[str, Any] | None:
+    """The arm's stored results (confusion matrix, predictions), or None."""
+    return store().result(run_id, arm)
+
+
+def overlay_curves(run_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """``{run_id: epoch rows}`` of the runs to overlay (see :mod:`dashboard.history`)."""
+    from dashboard import history
+
+    return history.overlay_curves(store(), run_ids)
+
+
+def request_stop(run_id: str) -> None:
+    """Ask the run's worker to stop after its current batch."""
+    lifecycle.request_stop(store(), run_id)
 
 
 def start(config: ExperimentConfig) -> str:
@@ -191,6 +250,14 @@ def block_table(backbone: str, cache_dir: str) -> list:
     return engine_block_table(backbone)
 
 
+def native_size(backbone: str) -> int | None:
+    """The backbone's own input size, or None if it can't be resolved (a folder since
+    deleted)."""
+    from pipelines.backbones import resolve
+
+    return attempt(lambda: resolve(backbone).input_size).value
+
+
 def blocks_for(backbone: str) -> list:
     return block_table(backbone, str(settings.backbone_cache_dir()))
 
@@ -208,39 +275,23 @@ def inspect_current(dataset: str) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=16)
-def samples(
-    dataset: str, datasets_dir: str, per_class: int = SAMPLES_PER_CLASS
-) -> dict[str, list[np.ndarray]]:
-    """A few training images per class as small RGB arrays, spread over the class's files."""
-    from pipelines.data import resolve_source
-    from pipelines.data.scan import scan_folder
+def samples(dataset: str, datasets_dir: str) -> dict[str, list[np.ndarray]]:
+    """:func:`pipelines.data.samples.samples`; ``datasets_dir`` is part of the key."""
+    from pipelines.data.samples import samples as engine_samples
 
-    scan = scan_folder(resolve_source(dataset).root)
-    out: dict[str, list[np.ndarray]] = {c: [] for c in scan.classes}
-    for name in scan.classes:
-        files = [f for f in scan.files if f.label == name and f.split != "validation"]
-        step = max(len(files) // per_class, 1)
-        for f in files[::step][:per_class]:
-            _add_thumbnail(out[name], f.path)
-    return out
-
-
-def _add_thumbnail(out: list[np.ndarray], path: Path) -> None:
-    from PIL import Image, ImageOps
-
-    from pipelines.data.images import to_rgb
-
-    try:
-        with Image.open(path) as im:
-            thumb = to_rgb(ImageOps.exif_transpose(im))
-            thumb.thumbnail((THUMB_PX, THUMB_PX))
-            out.append(np.asarray(thumb))
-    except Exception:  # noqa: BLE001 - a bad file is in the skipped report, not here
-        pass
+    return engine_samples(dataset)
 
 
 def samples_current(dataset: str) -> dict[str, list[np.ndarray]]:
     return samples(dataset, str(settings.datasets_dir() or ""))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def thumbnail(path: str, px: int) -> np.ndarray | None:
+    """:func:`pipelines.data.samples.thumbnail` (None: moved or unreadable)."""
+    from pipelines.data.samples import thumbnail as engine_thumbnail
+
+    return engine_thumbnail(path, px)
 
 
 def upload_cap_mb() -> int:
@@ -250,70 +301,17 @@ def upload_cap_mb() -> int:
 
 
 def save_upload(name: str, data: bytes) -> Path:
-    """Save an uploaded zip under ``RUNS_DIR/uploads/<sha256>/`` and extract it there
-    (safely, see :mod:`pipelines.data.safezip`); return the data set's root folder.
+    """:func:`pipelines.data.uploads.save_upload` with this server's :func:`upload_cap_mb`."""
+    from pipelines.data.uploads import save_upload as engine_save_upload
 
-    Refused (:class:`UserError`, nothing left under ``uploads/``): over :func:`upload_cap_mb`,
-    not a zip, entries the zip checks refuse (``..``, absolute paths, links, passwords,
-    too many files or bytes declared), a zip that expands past the cap while written, and
-    one without two class folders. Bad images inside are the data set report's business."""
-    from pipelines.data import safezip
-    from pipelines.data.scan import scan_folder, too_few_classes
-    from pipelines.data.sources import uploads_dir
-
-    cap = upload_cap_mb()
-    if len(data) > cap * 2**20:
-        raise UserError(
-            f"{name} is {len(data) / 2**20:.1f} MB, over this dashboard's upload limit of "
-            f"{cap} MB: zip fewer or smaller images (the host sets the limit, "
-            "server.maxUploadSize)"
-        )
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            safezip.check_entries(zf, name)  # before anything is written
-    except (zipfile.BadZipFile, OSError, EOFError):
-        raise UserError(
-            f"{name} is not a zip file (or a damaged one): zip a folder with one sub-folder "
-            "per class and upload that"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    target = uploads_dir() / digest
-    fresh = not target.exists()  # an earlier upload of the same bytes is kept
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        zip_path = target / "upload.zip"
-        if not zip_path.is_file() or zip_path.stat().st_size != len(data):
-            zip_path.write_bytes(data)
-        root, _skipped = safezip.extract_zip(zip_path, target, digest=digest)
-        if problem := too_few_classes(scan_folder(root, shown=name)):
-            raise UserError(problem)
-    except BaseException:
-        if fresh:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    return root
+    return engine_save_upload(name, data, upload_cap_mb())
 
 
 def upload_skipped(dataset: str) -> list[dict[str, str]]:
-    """The entries left out when the uploaded zip that ``dataset`` lies in was extracted
-    (hidden files, ``__MACOSX/``, entries that fail to decompress) as ``{path, reason}``;
-    [] for a data set that is not an upload. Read back from the finished extraction."""
-    from pipelines.data import safezip
-    from pipelines.data.sources import uploads_dir
+    """:func:`pipelines.data.uploads.upload_skipped`."""
+    from pipelines.data.uploads import upload_skipped as engine_upload_skipped
 
-    uploads = uploads_dir()
-    try:
-        digest = Path(dataset).relative_to(uploads).parts[0]
-    except (ValueError, IndexError):
-        return []
-    zip_path = uploads / digest / "upload.zip"
-    if not zip_path.is_file():
-        return []
-    try:
-        _root, skipped = safezip.extract_zip(zip_path, uploads / digest, digest=digest)
-    except Exception:  # noqa: BLE001 - the data set report says what is wrong with it
-        return []
-    return [s.to_dict() for s in skipped]
+    return engine_upload_skipped(dataset)
 
 
 def is_builtin(backbone: str) -> bool:
@@ -325,11 +323,7 @@ def is_builtin(backbone: str) -> bool:
 def _backbone_problem(backbone: str, image_size: int | None, mtime: float) -> str | None:
     from pipelines.backbones import load_layer
 
-    try:
-        load_layer(backbone, image_size=image_size)
-    except Exception as e:  # noqa: BLE001 - the reason is what the form shows
-        return error_text(e)
-    return None
+    return attempt(load_layer, backbone, image_size=image_size).error
 
 
 def backbone_problem(backbone: str, image_size: int | None) -> str | None:
@@ -344,101 +338,65 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
     return _backbone_problem(backbone, image_size, mtime)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _savedmodel(path: str, mtime: float) -> Any:
-    import tensorflow as tf
+def model_dir(run_id: str, arm: str) -> Path:
+    """:func:`pipelines.training.export.model_dir`: the arm's inference SavedModel, built
+    from its weights on the first request (seconds)."""
+    from pipelines.training.export import model_dir as engine_model_dir
 
-    import pipelines  # noqa: F401 - Keras 2 before TensorFlow
-
-    return tf.saved_model.load(path)
+    return engine_model_dir(store(), run_id, arm)
 
 
-def predict(model_dir: Path, image: np.ndarray) -> list[float]:
-    """Class probabilities of one uint8 RGB image (already at the model's size)."""
-    path = Path(model_dir)
-    model = _savedmodel(str(path), (path / "saved_model.pb").stat().st_mtime)
-    import tensorflow as tf
+def predict(run_id: str, arm: str, image: np.ndarray) -> list[float]:
+    """Class probabilities of one uint8 RGB image (already at the model's size) from the
+    arm's inference SavedModel (:func:`pipelines.training.predict.predict`; the model is
+    loaded once per server)."""
+    from pipelines.training.predict import predict as engine_predict
 
-    batch = tf.constant(image[None].astype(np.float32))
-    return [float(p) for p in model.serve(batch)["probabilities"].numpy()[0]]
+    return engine_predict(model_dir(run_id, arm), image)
 
 
 def imagenet_top5(backbone: str, image_bytes: bytes) -> list[dict[str, Any]]:
     """The backbone's own ImageNet top-5 for an image file's bytes."""
-    from pipelines.backbones import resolve
-    from pipelines.backbones.imagenet import top_k
+    from pipelines.training.predict import imagenet_top5 as engine_top5
 
-    size = resolve(backbone).input_size
-    return top_k(backbone, decode(image_bytes, size)[None], 5)[0]
+    return engine_top5(backbone, image_bytes)
 
 
 def decode(data: bytes, size: int, name: str = "that file") -> np.ndarray:
-    """An image file's bytes as a ``size`` x ``size`` uint8 RGB array; UserError naming
-    ``name`` and the reason (empty, not an image, truncated, too large) if not."""
-    from pipelines.data.images import BadImage, read_image
+    """:func:`pipelines.training.predict.decode`: the file as a ``size`` x ``size`` uint8
+    RGB array, or a UserError saying why not."""
+    from pipelines.training.predict import decode as engine_decode
 
-    if not data:
-        raise UserError(f"{name} is an empty file (0 bytes): {_IMAGE_HINT}")
-    try:
-        pixels, _ = read_image(data, size)
-    except BadImage as e:
-        raise UserError(f"{name} is not a usable image: {e}; {_IMAGE_HINT}") from None
-    return pixels
-
-
-_IMAGE_HINT = "upload a photo (JPEG, PNG, WebP, BMP or GIF)"
+    return engine_decode(data, size, name)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def metrics_csv(run_id: str, root: str, updated: float) -> bytes:
     """All metric rows of a run as CSV bytes (``updated`` keys the cache)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "metrics.csv"
-        _store(root).export_csv(run_id, path)
-        return path.read_bytes()
+    from pipelines.training.export import metrics_csv as engine_metrics_csv
+
+    return engine_metrics_csv(_store(root), run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
-    """The arm's inference SavedModel folder as zip bytes."""
-    from pipelines.training.export import model_dir
+    """The arm's inference SavedModel folder as zip bytes
+    (:func:`pipelines.training.export.savedmodel_zip`)."""
+    from pipelines.training.export import savedmodel_zip as engine_savedmodel_zip
 
-    folder = model_dir(_store(root), run_id, arm)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                zf.write(file, Path("savedmodel") / file.relative_to(folder))
-    return buffer.getvalue()
+    return engine_savedmodel_zip(_store(root), run_id, arm)
 
 
 def onnx_export(run_id: str, arm: str) -> dict[str, Any]:
     """Convert the arm's model to ONNX once (kept in the run's folder) and return
-    ``{"path", "parity_max_abs_diff", ...}`` from :func:`pipelines.training.export.export`."""
-    import json
+    ``{"path", "parity_max_abs_diff", ...}`` (:func:`pipelines.training.export.onnx_cached`)."""
+    from pipelines.training.export import onnx_cached
 
-    from pipelines.training.export import export
-
-    s = store()
-    folder = s.artefact_dir(run_id) / "exports" / arm
-    done = folder / "onnx.json"
-    if done.is_file():
-        info = json.loads(done.read_text())
-        if Path(info["path"]).is_file():
-            return info
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    info = export(s, run_id, arm, "onnx", folder / f"{run_id}-{arm}.onnx")
-    done.write_text(json.dumps(info))
-    return info
+    return onnx_cached(store(), run_id, arm)
 
 
 def onnx_ready(run_id: str, arm: str) -> dict[str, Any] | None:
     """The ONNX export made earlier for this arm, if any."""
-    import json
+    from pipelines.training.export import onnx_ready as engine_onnx_ready
 
-    done = store().artefact_dir(run_id, create=False) / "exports" / arm / "onnx.json"
-    if not done.is_file():
-        return None
-    info = json.loads(done.read_text())
-    return info if Path(info["path"]).is_file() else None
+    return engine_onnx_ready(store(), run_id, arm)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
 from dashboard import figures
 
 ARMS = ("imagenet", "random")
+
+
+def arm_curves(*args, **kwargs) -> go.Figure:
+    """The live view's side-by-side curves as the figure the browser draws."""
+    return go.Figure(figures.arm_curves_spec(*args, **kwargs))
+
+
+def overlay_curves(*args, **kwargs) -> go.Figure:
+    return go.Figure(figures.overlay_curves_spec(*args, **kwargs))
 
 
 def epoch_rows(epochs: int = 3, arms=ARMS) -> pd.DataFrame:
@@ -53,7 +63,7 @@ def test_phase2_starts_after_phase1_epochs_only_when_both_phases_run():
 
 
 def test_arm_curves_puts_each_arm_in_its_own_column_with_shared_y():
-    fig = figures.arm_curves(epoch_rows(), ARMS, phase2_at=2.0, epochs_total=5, revision="r1")
+    fig = arm_curves(epoch_rows(), ARMS, phase2_at=2.0, epochs_total=5, revision="r1")
     # 2 arms x 2 metrics x (train, validation)
     assert len(fig.data) == 8
     first = fig.data[0]
@@ -68,21 +78,21 @@ def test_arm_curves_puts_each_arm_in_its_own_column_with_shared_y():
 
 
 def test_arm_curves_shares_y_axes_along_each_row():
-    fig = figures.arm_curves(epoch_rows(), ARMS)
+    fig = arm_curves(epoch_rows(), ARMS)
     assert fig.layout.yaxis2.matches == "y"
     assert fig.layout.yaxis4.matches == "y3"
 
 
 def test_arm_curves_marks_where_phase2_starts_in_every_subplot():
-    fig = figures.arm_curves(epoch_rows(), ARMS, phase2_at=2.0)
+    fig = arm_curves(epoch_rows(), ARMS, phase2_at=2.0)
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert len(lines) == 4 and all(s.x0 == s.x1 == 2.0 for s in lines)
     assert any(a.text.strip().startswith("fine-tuning starts") for a in fig.layout.annotations)
-    assert not figures.arm_curves(epoch_rows(), ARMS).layout.shapes
+    assert not arm_curves(epoch_rows(), ARMS).layout.shapes
 
 
 def test_arm_curves_adds_batch_traces_and_exact_hover():
-    fig = figures.arm_curves(epoch_rows(2), ARMS, batches=batch_rows(), steps_per_epoch=4)
+    fig = arm_curves(epoch_rows(2), ARMS, batches=batch_rows(), steps_per_epoch=4)
     assert len(fig.data) == 12
     batch = [t for t in fig.data if t.name == "train (per batch)"][0]
     assert list(batch.x)[:4] == [0.25, 0.5, 0.75, 1.0]
@@ -93,20 +103,20 @@ def test_arm_curves_adds_batch_traces_and_exact_hover():
 
 def test_arm_curves_of_an_empty_run_has_empty_traces():
     empty = pd.DataFrame(columns=["arm", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"])
-    fig = figures.arm_curves(empty, ARMS, epochs_total=4)
+    fig = arm_curves(empty, ARMS, epochs_total=4)
     assert len(fig.data) == 8 and all(len(t.x) == 0 for t in fig.data)
-    fig = figures.arm_curves(None, ["imagenet"])
+    fig = arm_curves(None, ["imagenet"])
     assert len(fig.data) == 4
 
 
 def test_arm_curves_uses_given_labels():
-    fig = figures.arm_curves(epoch_rows(), ARMS, labels={"train": "Training", "imagenet": "IN"})
+    fig = arm_curves(epoch_rows(), ARMS, labels={"train": "Training", "imagenet": "IN"})
     assert fig.data[0].name == "Training"
     assert fig.layout.annotations[0].text == "IN"
 
 
 def test_overlay_draws_both_arms_on_the_same_axes():
-    fig = figures.overlay_curves(epoch_rows(), ARMS, phase2_at=2.0)
+    fig = overlay_curves(epoch_rows(), ARMS, phase2_at=2.0)
     # 2 metrics x 2 arms x (validation, train)
     assert len(fig.data) == 8
     loss = [t for t in fig.data if t.xaxis == "x"]
@@ -174,21 +184,20 @@ def test_count(n, text):
 
 def test_curves_share_a_cached_layout_but_never_data():
     """The layout is built once per shape and cached; data and later edits stay per figure."""
-    small = figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
-    big = figures.arm_curves(epoch_rows(4), ARMS, phase2_at=2.0, epochs_total=5)
+    small = arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
+    big = arm_curves(epoch_rows(4), ARMS, phase2_at=2.0, epochs_total=5)
     assert list(small.data[0].x) == [1.0, 2.0] and list(big.data[0].x) == [1.0, 2.0, 3.0, 4.0]
     small.update_layout(title_text="changed")
-    again = figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
+    again = arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5)
     assert again.layout.title.text is None
     assert (
-        again.to_dict()
-        == figures.arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5).to_dict()
+        again.to_dict() == arm_curves(epoch_rows(2), ARMS, phase2_at=2.0, epochs_total=5).to_dict()
     )
 
 
 def test_overlay_layout_follows_the_labels():
-    de = figures.overlay_curves(epoch_rows(), ARMS, labels={"imagenet": "ImageNet-Gewichte"})
-    en = figures.overlay_curves(epoch_rows(), ARMS)
+    de = overlay_curves(epoch_rows(), ARMS, labels={"imagenet": "ImageNet-Gewichte"})
+    en = overlay_curves(epoch_rows(), ARMS)
     assert de.data[0].name.startswith("ImageNet-Gewichte") and en.data[0].name.startswith(
         "ImageNet"
     )

@@ -28,15 +28,12 @@ import streamlit as st
 from dashboard import figures, state
 from dashboard.components import results
 from dashboard.i18n import figure_labels, lang, t
-from pipelines.runs import lifecycle
-from pipelines.runs.run import Run
+from dashboard.state import Run
 
 REFRESH_S = 1.0
 SNAPSHOT_S = 0.5
 BATCH_CURVE_EVERY_S = 5.0
 LOG_LINES = 40
-# Phases as the trainer names them; 1 and 2 are accepted too.
-PHASES = {1: "feature_extraction", 2: "fine_tuning"}
 FORCE_STOP_AFTER_S = 10.0
 STATUS_COLORS = {
     "queued": "gray",
@@ -50,10 +47,9 @@ STATUS_COLORS = {
 
 def render(run_id: str) -> None:
     """The live panel of ``run_id`` and, for a finished run, its results."""
-    try:
-        run = state.status(run_id)  # reaped: a dead worker's run is not shown live
-    except Exception as e:  # noqa: BLE001 - e.g. deleted meanwhile
-        st.warning(state.error_text(e))
+    run, problem = state.attempt(state.status, run_id)  # reaped; e.g. deleted meanwhile
+    if problem is not None:
+        st.warning(problem)
         return
     if run.config is None:  # stored by another version of this program
         st.warning(f"{run.run_id}: {run.config_problem}")
@@ -92,7 +88,7 @@ class Snapshot:
 
 def snapshot(run_id: str) -> Snapshot:
     """The run as the store had it at most ``SNAPSHOT_S`` ago."""
-    root = str(state.store().root)
+    root = state.store_root()
     return _snapshot(run_id, root, math.floor(time.time() / SNAPSHOT_S))
 
 
@@ -100,7 +96,7 @@ def snapshot(run_id: str) -> Snapshot:
 def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
     run = state.status(run_id)  # also collects exited workers
     epochs = state.curves(run_id)
-    events = state.store().events(run_id)
+    events = state.events(run_id)
     config = run.config
     arms = config.arms
     size = config.image_size or (run.summary or {}).get("image_size")
@@ -111,7 +107,7 @@ def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
         newest_epoch=float(epochs["time"].max()) if len(epochs) else 0.0,
         events=events[-LOG_LINES:],
         event_count=len(events),
-        size=size or _native_size(config.backbone),
+        size=size or state.native_size(config.backbone) or "?",
     )
 
 
@@ -145,15 +141,6 @@ def _header(run: Run, size: int | str) -> None:
         st.error(run.error)
 
 
-def _native_size(backbone: str) -> int | str:
-    from pipelines.backbones import resolve
-
-    try:
-        return resolve(backbone).input_size
-    except Exception:  # noqa: BLE001 - a backbone folder since deleted: say nothing
-        return "?"
-
-
 def _stop_controls(run: Run) -> None:
     run_id = run.run_id
     if not run.stop_requested:
@@ -184,7 +171,7 @@ def _request_stop(run_id: str) -> None:
     """Stop callback: the worker stops after its current batch (see ``pipelines.runs.worker``);
     ``Force stop`` is offered if it has not after ``FORCE_STOP_AFTER_S``."""
     with state.shown_errors():
-        lifecycle.request_stop(state.store(), run_id)
+        state.request_stop(run_id)
         st.session_state[f"stop_asked.{run_id}"] = time.time()
     _snapshot.clear()  # show "Stopping" at once
 
@@ -223,7 +210,7 @@ def progress_text(run: Run, arm: str, epochs_done: int) -> tuple[float, str]:
     step = int(p.get("step") or 0)
     total = int(p.get("epochs_total") or total)
     fraction = min((epoch * steps + step) / max(total * steps, 1), 1.0)
-    phase = t(f"phase.{PHASES.get(p.get('phase'), p.get('phase'))}")
+    phase = t(f"phase.{p.get('phase')}")
     eta = p.get("eta_s")
     eta_text = f" · {t('progress.eta')} {_duration(eta)}" if eta is not None else ""
     return fraction, t(
@@ -301,7 +288,7 @@ def _charts(run: Run, snap: Snapshot) -> None:
     st.caption(t("charts.points", counts=counts, total=total))
     curves, overlay = _figures(
         run.run_id,
-        str(state.store().root),
+        state.store_root(),
         sum(snap.counts.values()),
         batch_cutoff(snap.newest_epoch, active=run.active),
         steps,
@@ -335,8 +322,7 @@ def _figures(
     """The side-by-side and overlay figures of a run as it is (its first ``epoch_rows``
     epoch rows, batch rows written up to ``batches_until``), shared by every session that
     shows the same state. Read-only: ``st.plotly_chart`` copies what it sends."""
-    s = state.store()
-    run = s.get_run(run_id)
+    run = state.get_run(run_id)
     arms = run.config.arms
     epochs = state.curves(run_id).iloc[:epoch_rows]
     batches = state.curves(run_id, kind="batch")

@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from dashboard import figures, state
 from dashboard.i18n import figure_labels, t
-from pipelines.runs.run import Run
-from pipelines.training.export import model_dir
+from dashboard.state import Run
 
 GALLERY_MAX = 12
 GALLERY_PX = 104
@@ -25,8 +23,7 @@ def render(run: Run) -> None:
     """Everything after a finished (completed or stopped) run."""
     run_id = run.run_id
     arms = run.config.arms
-    s = state.store()
-    found = {arm: s.result(run_id, arm) for arm in arms}
+    found = {arm: state.result(run_id, arm) for arm in arms}
     found = {arm: r for arm, r in found.items() if r}
     st.subheader(t("results.title"))
     if not found:
@@ -69,19 +66,6 @@ def misclassified(result: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(wrong, key=lambda p: -p["probabilities"][p["predicted"]])
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def _thumbnail(path: str) -> np.ndarray | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((GALLERY_PX * 2, GALLERY_PX * 2))
-            return np.asarray(im)
-    except Exception:  # noqa: BLE001 - a moved or unreadable file is just not shown
-        return None
-
-
 def _misclassified(found: dict[str, dict]) -> None:
     cols = st.columns(len(found))
     for col, (arm, result) in zip(cols, found.items(), strict=True):
@@ -92,7 +76,7 @@ def _misclassified(found: dict[str, dict]) -> None:
             st.markdown(f"**{t(f'arm.{arm}')}** · {t('gallery.count', n=len(wrong), total=total)}")
             images, captions = [], []
             for p in wrong[:GALLERY_MAX]:
-                thumb = _thumbnail(p["path"])
+                thumb = state.thumbnail(p["path"], GALLERY_PX * 2)
                 if thumb is None:
                     continue
                 probs = " · ".join(
@@ -124,7 +108,7 @@ def _try_image(run: Run, found: dict[str, dict]) -> None:
             with col, state.shown_errors():
                 st.markdown(f"**{t(f'arm.{arm}')}**")
                 with st.spinner(t("try.predicting")):
-                    probs = state.predict(model_dir(state.store(), run_id, arm), image)
+                    probs = state.predict(run_id, arm, image)
                 st.plotly_chart(
                     figures.probabilities_bar(
                         result["classes"], probs, color=figures.ARM_COLORS.get(arm, "#495057")
@@ -153,7 +137,7 @@ def _short(label: str, limit: int = 24) -> str:
 
 def _downloads(run: Run, found: dict[str, dict]) -> None:
     run_id = run.run_id
-    root = str(state.store().root)
+    root = state.store_root()
     st.download_button(
         t("download.csv"),
         data=state.metrics_csv(run_id, root, run.updated),
@@ -170,7 +154,7 @@ def _downloads(run: Run, found: dict[str, dict]) -> None:
             st.markdown(f"**{t(f'arm.{arm}')}**")
             with state.shown_errors():
                 with st.spinner(t("download.preparing")):  # built from the weights once
-                    model_dir(state.store(), run_id, arm)
+                    state.model_dir(run_id, arm)
                 st.download_button(
                     t("download.savedmodel"),
                     data=lambda arm=arm: state.savedmodel_zip(run_id, arm, root),

@@ -15,17 +15,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, form, state
-from dashboard.i18n import figure_labels, labels, t
-from pipelines.backbones.blocks import freeze_report
-from pipelines.errors import UserError
-from pipelines.training.config import (
+from dashboard.form import (
     MAX_EPOCHS,
     MAX_IMAGE_SIZE,
     MIN_IMAGE_SIZE,
     OPTIMIZERS,
     RANDOM_POLICIES,
 )
-from pipelines.training.config import ExperimentConfig as Config
+from dashboard.form import ExperimentConfig as Config
+from dashboard.i18n import figure_labels, labels, t
 
 KEEP = {"persist_state": "session"}
 ARM_NAMES = ("imagenet", "random")
@@ -92,10 +90,9 @@ def _zip_uploaded() -> None:
     st.session_state.pop("upload_error", None)
     if upload is None:
         return
-    try:
-        root = state.save_upload(upload.name, upload.getvalue())
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        st.session_state["upload_error"] = state.error_text(e)
+    root, error = state.attempt(state.save_upload, upload.name, upload.getvalue())
+    if error is not None:
+        st.session_state["upload_error"] = error
         st.session_state["dataset"] = ""
         return
     st.session_state["dataset"] = str(root)
@@ -104,26 +101,29 @@ def _zip_uploaded() -> None:
 def _start() -> None:
     """Start callback: validate, spawn the worker, show the run."""
     st.session_state.pop("start_error", None)
-    try:
-        config = form.config_from_values(st.session_state)
-        _cross_check(config)
-        run_id = state.start(config)
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        st.session_state["start_error"] = state.error_text(e)
+    run_id, error = state.attempt(_checked_start)
+    if error is not None:
+        st.session_state["start_error"] = error
         return
     st.session_state["current_run"] = run_id
     st.session_state["view"] = "run"
     st.query_params["run"] = run_id
 
 
+def _checked_start() -> str:
+    config = form.config_from_values(st.session_state)
+    _cross_check(config)
+    return state.start(config)
+
+
 def _cross_check(config: Config) -> None:
     """Checks needing the blocks and the data set; the engine repeats them in the worker."""
     block_count = len(state.blocks_for(config.backbone))
     if problem := state.backbone_problem(config.backbone, config.image_size):
-        raise UserError(problem)
+        raise state.UserError(problem)
     report = state.inspect_current(config.dataset)
     if report["problems"]:
-        raise UserError("; ".join(report["problems"]))
+        raise state.UserError("; ".join(report["problems"]))
     images = form.train_images(report, config.train_per_class)
     form.check_against(config, block_count=block_count, train_images=images)
 
@@ -143,25 +143,19 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
                 on_click=_apply_preset,
                 args=(name, ids),
             )
-    problem = None
-    config = None
-    try:
-        config = form.config_from_values(st.session_state)
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        problem = state.error_text(e)
-        if report is None and problem.startswith("dataset:"):
-            problem = None  # the data section says what is missing
+    config, problem = state.attempt(form.config_from_values, st.session_state)
+    if problem is not None and report is None and problem.startswith("dataset:"):
+        problem = None  # the data section says what is missing
     if problem is None and (report is None or report.get("problems") or blocks is None):
         problem = t("setup.fix_above")  # the section below names the problem
     if problem is None and config is not None:
-        try:
-            form.check_against(
+        _, problem = state.attempt(
+            lambda: form.check_against(
                 config,
                 block_count=len(blocks),
                 train_images=form.train_images(report, config.train_per_class),
             )
-        except Exception as e:  # noqa: BLE001 - shown as a message
-            problem = state.error_text(e)
+        )
     with right:
         st.button(
             t("start"),
@@ -185,15 +179,13 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
 
 
 def _summary(config: Config, report: dict, blocks: list | None) -> str:
-    from pipelines.backbones import resolve
-
     epochs = config.phase1.epochs + config.phase2.epochs
     return t(
         "setup.summary",
         arms=" + ".join(t(f"arm.{a}") for a in config.arms),
         epochs=epochs,
         images=form.train_images(report, config.train_per_class),
-        size=config.image_size or resolve(config.backbone).input_size,
+        size=config.image_size or state.native_size(config.backbone),
     )
 
 
@@ -241,11 +233,10 @@ def _data_section() -> dict | None:
     if not dataset:
         st.info(t("dataset.missing"))
         return None
-    try:
-        with st.spinner(t("dataset.inspecting")):
-            report = state.inspect_current(dataset)
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        st.error(state.error_text(e))
+    report = None
+    with state.shown_errors(), st.spinner(t("dataset.inspecting")):
+        report = state.inspect_current(dataset)
+    if report is None:
         return None
     _data_report(dataset, report)
     return report
@@ -332,12 +323,11 @@ def _backbone_section(ids: list[str]) -> list | None:
     if not backbone:
         st.info(t("backbone.missing"))
         return None
-    try:
-        with st.spinner(t("backbone.preparing")):
-            blocks = state.blocks_for(backbone)
-            problem = state.backbone_problem(backbone, st.session_state.get("image_size"))
-    except Exception as e:  # noqa: BLE001 - shown as a message
-        st.error(state.error_text(e))
+    blocks = problem = None
+    with state.shown_errors(), st.spinner(t("backbone.preparing")):
+        blocks = state.blocks_for(backbone)
+        problem = state.backbone_problem(backbone, st.session_state.get("image_size"))
+    if blocks is None:
         return None
     if problem:
         st.error(problem)
@@ -449,7 +439,7 @@ def _phase2_section(blocks: list | None) -> dict | None:
     )
     if not blocks:
         return None
-    report = freeze_report(blocks, unfreeze_blocks)
+    report = state.freeze_report(blocks, unfreeze_blocks)
     left, right = st.columns(2)
     left.metric(t("map.trainable"), figures.count(report["trainable_params"]))
     right.metric(t("map.frozen"), figures.count(report["frozen_params"]))

@@ -19,10 +19,9 @@ def delete_runs(run_ids: list[str]) -> None:
     """Confirmed delete (a callback): remove the runs and clear the table's selection."""
     problems = []
     for run_id in run_ids:
-        try:
-            state.delete_run(run_id)
-        except Exception as e:  # noqa: BLE001 - shown as a message
-            problems.append(state.error_text(e))
+        _, problem = state.attempt(state.delete_run, run_id)
+        if problem is not None:
+            problems.append(problem)
     st.session_state.pop("confirm_delete", None)
     st.session_state["runs_table"] = {"selection": {"rows": [], "columns": []}}
     st.session_state["delete_problems"] = problems
@@ -30,7 +29,7 @@ def delete_runs(run_ids: list[str]) -> None:
 
 
 st.title(t("runs.title"))
-store = state.store_or_stop()
+state.require_store()
 runs = state.list_runs()
 
 for problem in st.session_state.pop("delete_problems", []):
@@ -50,7 +49,7 @@ for run in (r for r in runs if r.active):
         ):
             open_run(run.run_id)
 
-table = history.history_frame(runs, store.best_val_accuracy())
+table = history.history_frame(runs, state.best_val_accuracy())
 percent = st.column_config.NumberColumn
 event = st.dataframe(
     table,
@@ -124,7 +123,7 @@ else:
     with state.shown_errors():
         st.plotly_chart(
             figures.runs_overlay(
-                history.overlay_curves(store, selected),
+                state.overlay_curves(selected),
                 metric=metric or "val_accuracy",
                 arms=arms or [],
                 labels=figure_labels(),

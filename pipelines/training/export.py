@@ -6,14 +6,20 @@ Each finished (or stopped) run keeps, per arm, an inference SavedModel at
 ONNX is the seminar's way to leave TensorFlow behind: the converted file is run with
 onnxruntime on validation images and compared with TensorFlow; the largest absolute
 difference of the probabilities must stay below :data:`PARITY_TOLERANCE`.
+
+For the dashboard's downloads: :func:`onnx_cached` converts once and keeps the file in
+``runs/<run_id>/exports/<arm>/`` (:func:`onnx_ready` reads it back), :func:`savedmodel_zip`
+and :func:`metrics_csv` return bytes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +176,52 @@ def _validation_images(store, run_id: str, arm: str) -> np.ndarray:
         rng = np.random.default_rng(0)
         images = list(rng.integers(0, 256, (PARITY_IMAGES, size, size, 3), dtype=np.uint8))
     return np.stack(images).astype(np.float32)
+
+
+def _onnx_folder(store, run_id: str, arm: str, *, create: bool = True) -> Path:
+    return Path(store.artefact_dir(run_id, create=create)) / "exports" / arm
+
+
+def onnx_ready(store, run_id: str, arm: str) -> dict | None:
+    """The ONNX export :func:`onnx_cached` made earlier for this arm (its :func:`export`
+    result, ``path`` an existing file), or None if there is none (yet)."""
+    done = _onnx_folder(store, run_id, arm, create=False) / "onnx.json"
+    if not done.is_file():
+        return None
+    info = json.loads(done.read_text())
+    return info if Path(info["path"]).is_file() else None
+
+
+def onnx_cached(store, run_id: str, arm: str) -> dict:
+    """The arm's model as ONNX, converted (and parity-checked) on the first call only and
+    kept in ``runs/<run_id>/exports/<arm>/``; return :func:`export`'s result
+    (``{"path", "format", "parity_max_abs_diff", ...}``). Later calls return the same file
+    without converting again; a half-made or deleted export is made afresh."""
+    if (info := onnx_ready(store, run_id, arm)) is not None:
+        return info
+    folder = _onnx_folder(store, run_id, arm)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    info = export(store, run_id, arm, "onnx", folder / f"{run_id}-{arm}.onnx")
+    (folder / "onnx.json").write_text(json.dumps(info))
+    return info
+
+
+def savedmodel_zip(store, run_id: str, arm: str) -> bytes:
+    """The arm's inference SavedModel folder (see :func:`model_dir`) as zip bytes, its
+    files under ``savedmodel/``."""
+    folder = model_dir(store, run_id, arm)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                zf.write(file, Path("savedmodel") / file.relative_to(folder))
+    return buffer.getvalue()
+
+
+def metrics_csv(store, run_id: str) -> bytes:
+    """All metric rows of a run as CSV bytes (:meth:`RunStore.export_csv`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metrics.csv"
+        store.export_csv(run_id, path)
+        return path.read_bytes()
