@@ -42,7 +42,7 @@ def test_onnx_file_agrees_with_tensorflow_on_the_run_s_images(finished_run, tiny
     store, run_id = finished_run
     out = export(store, run_id, "imagenet", "onnx", tmp_path / "imagenet.onnx")
     assert out["format"] == "onnx" and out["path"] == str(tmp_path / "imagenet.onnx")
-    size = store.get_run(run_id)["summary"]["image_size"]
+    size = store.get_run(run_id).summary["image_size"]
     dataset = load_dataset(tiny_data, image_size=size)
     images = np.concatenate([dataset.val_images, dataset.train_images]).astype(np.float32)
 
