@@ -504,8 +504,9 @@ def _phase2_section(blocks: list | None) -> dict | None:
         reuse = None  # the backbone section clamps it on its next run
     count = (reuse or len(blocks)) if blocks else 30  # counted within the kept blocks
     key = "phase2.unfreeze_blocks"
-    if st.session_state.get(key, 0) > count:
-        st.session_state[key] = count
+    # Set it anew each run: a slider whose range changed (another cut) would otherwise
+    # start again from 0.
+    st.session_state[key] = min(st.session_state.get(key, 0), count)
     unfreeze_blocks = st.slider(
         t(f"field.{key}"), 0, count, step=1, key=key, help=_help(key), **KEEP
     )
