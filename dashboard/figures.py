@@ -23,6 +23,7 @@ ARM_COLORS = {"imagenet": "#0F766E", "random": "#D9480F"}
 SPLIT_COLORS = {"train": "#4C6EF5", "validation": "#F08C00"}
 FROZEN_COLOR = "#CED4DA"
 TRAINABLE_COLOR = "#F76707"
+REMOVED_COLOR = "#F1F3F5"
 RUN_PALETTE = (
     "#1C7ED6",
     "#E8590C",
@@ -49,6 +50,7 @@ DEFAULT_LABELS: dict[str, str] = {
     "phase2": "fine-tuning starts",
     "frozen": "frozen",
     "trainable": "trainable",
+    "removed": "removed (not taken over)",
     "params": "parameters",
     "true": "true class",
     "predicted": "predicted class",
@@ -318,13 +320,16 @@ def _phase2_marker(fig: go.Figure, x: float | None, lab: Mapping[str, str]) -> N
 
 def layer_map(report: Mapping[str, Any], *, labels: Mapping[str, str] | None = None) -> go.Figure:
     """The backbone's blocks as a tower, input at the bottom, each block frozen or trainable
-    in its own colour, from :func:`pipelines.backbones.blocks.freeze_report`."""
+    in its own colour, from :func:`pipelines.backbones.blocks.freeze_report`; blocks above a
+    cut (``reuse_blocks``) as a third, hatched trace of removed blocks."""
     lab = _labels(labels)
     blocks = list(report["blocks"])
     names = [b["name"] for b in blocks]
     fig = go.Figure()
     for trainable in (False, True):
-        part = [b for b in blocks if bool(b["trainable"]) is trainable]
+        part = [
+            b for b in blocks if bool(b["trainable"]) is trainable and not b.get("removed", False)
+        ]
         fig.add_trace(
             go.Bar(
                 orientation="h",
@@ -347,6 +352,27 @@ def layer_map(report: Mapping[str, Any], *, labels: Mapping[str, str] | None = N
                     + lab["trainable"]
                     + "<extra></extra>"
                 ),
+            )
+        )
+    removed = [b for b in blocks if b.get("removed", False)]
+    if removed:
+        fig.add_trace(
+            go.Bar(
+                orientation="h",
+                y=[b["name"] for b in removed],
+                x=[1] * len(removed),
+                name=lab["removed"],
+                marker={
+                    "color": REMOVED_COLOR,
+                    "pattern": {"shape": "/", "fgcolor": FROZEN_COLOR},
+                    "line": {"color": FROZEN_COLOR, "width": 1},
+                },
+                text=[f"{b['name']} · {count(b['params'])}" for b in removed],
+                textposition="inside",
+                insidetextanchor="middle",
+                textfont={"color": "#ADB5BD", "size": 12},
+                customdata=[[b["params"]] for b in removed],
+                hovertemplate="%{y}<br>%{customdata[0]:,} " + lab["params"] + "<extra></extra>",
             )
         )
     fig.update_yaxes(

@@ -2,7 +2,7 @@
 
 Each config field has one widget whose Streamlit key is the field's dotted name
 (``phase2.lr``), so the form maps onto the config field by field. Three helper widgets have
-keys of their own: ``dataset_source`` (Horses or Humans / folder / uploaded zip),
+keys of their own: ``dataset_source`` (a named data set / folder / uploaded zip),
 ``backbone_custom`` (a TF Hub handle or SavedModel folder when ``backbone`` is
 ``CUSTOM_BACKBONE``) and the upload itself. Widget values differ from config values only where
 a widget needs it: ``train_per_class`` is ``"all"`` for ``None``, learning rates are snapped
@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.data.sources import DEFAULT_DATASET, HORSES_OR_HUMANS_DIR
+from pipelines.data.sources import named, named_datasets
 from pipelines.training.config import MAX_EPOCHS as MAX_EPOCHS
 from pipelines.training.config import MAX_IMAGE_SIZE as MAX_IMAGE_SIZE
 from pipelines.training.config import MIN_IMAGE_SIZE as MIN_IMAGE_SIZE
@@ -24,7 +24,8 @@ from pipelines.training.config import RANDOM_POLICIES as RANDOM_POLICIES
 from pipelines.training.config import ExperimentConfig, keys, validate_against
 
 CUSTOM_BACKBONE = "custom"
-SOURCES = ("horses_or_humans", "folder", "upload")
+NAMED_SOURCES: tuple[str, ...] = tuple(named_datasets())  # horses_or_humans, chest_xray_...
+SOURCES = (*NAMED_SOURCES, "folder", "upload")
 ALL = "all"
 TRAIN_PER_CLASS_OPTIONS: list[int | str] = [2, 5, 10, 20, 50, 100, 200, 500, ALL]
 # Log-scale steps 1-2-5 from 1e-6 to 0.5: the learning-rate sliders move in these.
@@ -77,8 +78,8 @@ def snap_lr(key: str, value: Any) -> tuple[float, str | None]:
 
 def source_of(dataset: str) -> str:
     """Which ``dataset_source`` shows ``dataset``."""
-    if str(dataset).strip() in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):
-        return "horses_or_humans"
+    if (entry := named(dataset)) is not None:
+        return entry.id
     return "upload" if "/uploads/" in str(dataset).replace("\\", "/") else "folder"
 
 
@@ -124,7 +125,11 @@ def config_from_values(values: Mapping[str, Any]) -> ExperimentConfig:
 def check_against(
     config: ExperimentConfig, *, block_count: int | None, train_images: int | None
 ) -> None:
-    """The checks that need the backbone's blocks and the training-set size, where known."""
+    """The checks that need the backbone's blocks and the training-set size, where known,
+    and whether the backbone can be cut at ``reuse_blocks``."""
+    from pipelines.backbones import check_cut
+
+    check_cut(config.backbone, config.reuse_blocks)
     validate_against(
         config,
         block_count=block_count if block_count is not None else 10**6,

@@ -262,6 +262,26 @@ def blocks_for(backbone: str) -> list:
     return block_table(backbone, str(settings.backbone_cache_dir()))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def block_widths(backbone: str) -> list[int] | None:
+    """Each block's output width for a backbone that can be cut (the built-ins), read from
+    the weights without TensorFlow; None for one that can't (``reuse_blocks``)."""
+    from pipelines.backbones import block_widths as engine_block_widths
+
+    return engine_block_widths(backbone)
+
+
+def named_dataset(dataset: str) -> dict[str, Any] | None:
+    """Title, citation, licence and notes of a named data set (``assets/datasets.json``),
+    or None for a folder or zip."""
+    from dataclasses import asdict
+
+    from pipelines.data.sources import named
+
+    entry = named(dataset)
+    return asdict(entry) if entry is not None else None
+
+
 @st.cache_data(show_spinner=False, ttl=600, max_entries=32)
 def inspect(dataset: str, datasets_dir: str) -> dict[str, Any]:
     """``pipelines.data.inspect_dataset`` report; ``datasets_dir`` is part of the key."""

@@ -82,6 +82,44 @@ def test_layer_map_redraws_with_the_freeze_depth(app):
     assert [m.value for m in at.metric] != trainable
 
 
+def test_reuse_blocks_cuts_the_layer_map_and_bounds_the_freeze_depth(app):
+    at = ok(app().run())
+    assert widget(at, "number_input", "reuse_blocks").value is None  # all blocks
+    captions = " | ".join(c.value for c in at.caption)
+    assert "All 18 blocks taken over: 1280 features go into the head" in captions
+    widget(at, "number_input", "reuse_blocks").set_value(5)
+    ok(at.run())
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Cut after **block_03** (block 5 of 18): 40 features go into the head" in captions
+    assert "Top 2 of 5 blocks train in phase 2" in captions, captions.split(" | ")
+    assert "The 13 blocks above the cut are removed" in captions
+    assert widget(at, "slider", "phase2.unfreeze_blocks").max == 5
+    assert not errors(at) and not start_button(at).disabled
+    widget(at, "slider", "phase2.unfreeze_blocks").set_value(5)
+    widget(at, "number_input", "reuse_blocks").set_value(3)
+    ok(at.run())
+    assert widget(at, "slider", "phase2.unfreeze_blocks").value == 3  # within the kept blocks
+
+
+def test_the_far_data_set_is_in_the_picker_with_its_citation(app, dashboard_env):
+    from tests.conftest_data import make_image_folder
+
+    make_image_folder(
+        dashboard_env.datasets / "chest-xray-pneumonia",
+        classes=("NORMAL", "PNEUMONIA"),
+        train=6,
+        validation=3,
+    )
+    at = ok(app().run())
+    assert "Chest X-rays (far)" in widget(at, "radio", "dataset_source").options
+    widget(at, "radio", "dataset_source").set_value("chest_xray_pneumonia")
+    ok(at.run())
+    assert widget(at, "text_input", "dataset").value == "chest_xray_pneumonia"
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Kermany" in captions and "CC BY 4.0" in captions
+    assert "2 classes · 12 training images (NORMAL 6, PNEUMONIA 6)" in captions
+
+
 @pytest.mark.parametrize(
     ("kind", "key", "value", "message"),
     [

@@ -198,7 +198,7 @@ def test_format_fields_match_between_languages():
 
 
 def test_explanations_cover_the_seminar_concepts_in_both_languages():
-    controls = {"arms", "phase2.epochs", "phase2.lr", "phase2.unfreeze_blocks", "layer_map"}
+    controls = {"arms", "phase2.epochs", "phase2.lr", "reuse_blocks", "layer_map"}
     for language in i18n.LANGS:
         intro, sections = i18n.explanations(language)
         assert intro and len(sections) >= 5
@@ -206,3 +206,82 @@ def test_explanations_cover_the_seminar_concepts_in_both_languages():
         assert all(s.title and s.body and "<!--" not in s.body for s in sections)
     en, de = (i18n.explanations(lang)[1] for lang in ("en", "de"))
     assert [s.control for s in en] == [s.control for s in de]
+
+
+# The seminar's rule on how many pretrained layers to take over (and Yosinski et al., NIPS
+# 2014): take over the lower layers; the more similar source and target, the more layers;
+# for distant data the upper, ImageNet-specific blocks are the ones not to take over as they
+# are; dissimilar data can transfer negatively. An edit that inverts it fails here.
+SEMINAR_PHRASES = {
+    "en": {
+        "How many layers to take over": [
+            "take over the lower layers",
+            "the more similar source and target, the more layers",
+            "upper, ImageNet-specific blocks are the ones *not* to take over",
+            "negative transfer",
+            "Yosinski",
+            "reuse_blocks",
+        ],
+        "Feature extraction, then fine-tuning": [
+            "Always start here",
+            "only *after* the previous steps",
+            "deep layers near the input",
+            "lower learning rate",
+        ],
+        "Why a lower learning rate": ["10–100× lower"],
+        "Transfer learning vs": ["group A", "group B", "random weights"],
+        "HydraNets": ["one backbone", "many heads"],
+    },
+    "de": {
+        "Wie viele Schichten übernehmen": [
+            "die unteren Schichten übernehmen",
+            "je ähnlicher Quelle und Ziel, desto mehr Schichten",
+            "ImageNet-spezifischen Blöcke diejenigen, die man *nicht* unverändert übernimmt",
+            "negativer Transfer",
+            "Yosinski",
+            "reuse_blocks",
+        ],
+        "Erst Feature-Extraktion, dann Feintuning": [
+            "Immer hier anfangen",
+            "*nachdem* die vorherigen Schritte",
+            "tiefen Schichten nahe am",
+            "kleinerer Lernrate",
+        ],
+        "Warum eine kleinere Lernrate": ["100-mal"],
+        "Transfer Learning und": ["Gruppe A", "Gruppe B", "Zufallsgewichten"],
+        "HydraNets": ["ein gemeinsames Backbone", "vielen Köpfen"],
+    },
+}
+# Advice the seminar contradicts: fewer (or no) unfrozen blocks *because* the data differ.
+INVERTED = [
+    r"unfreeze (only )?(the top )?(one|1|two|2|fewer)\b[^.]*(differ|far|distant)",
+    r"(differ|far|distant)[^.]*unfreeze (only )?(the top )?(one|1|two|2|fewer|none)",
+    r"Unfreeze fewer blocks when",
+    r"(anders|unterscheiden|fern)[^.]*nur die obersten (ein|zwei)",
+    r"Weniger Blöcke auftauen, wenn",
+]
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_explanations_say_what_the_seminar_says(language):
+    _, sections = i18n.explanations(language)
+    for title, phrases in SEMINAR_PHRASES[language].items():
+        (section,) = [s for s in sections if s.title.startswith(title) or title in s.title]
+        text = " ".join(section.body.split())  # line breaks as spaces
+        for phrase in phrases:
+            assert phrase.lower() in text.lower(), (language, section.title, phrase)
+    whole = " ".join(" ".join(f"{s.title}. {s.body}".split()) for s in sections)
+    for pattern in INVERTED:
+        assert not re.search(pattern, whole, re.IGNORECASE), (language, pattern)
+    far = next(s for s in sections if s.control == "reuse_blocks")
+    assert far.control == "reuse_blocks"  # its button goes to the cut-point control
+
+
+def test_ui_help_texts_do_not_invert_the_lesson():
+    texts = i18n.texts()
+    for key in ("help.phase2.unfreeze_blocks", "help.reuse_blocks"):
+        for language in ("en", "de"):
+            text = texts[key][language]
+            assert not re.search(r"(Fewer|Weniger),? (when|wenn)", text), (key, text)
+    assert "the more blocks to take over" in texts["help.reuse_blocks"]["en"]
+    assert "desto mehr Blöcke übernehmen" in texts["help.reuse_blocks"]["de"]

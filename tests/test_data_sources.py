@@ -65,6 +65,43 @@ def test_then_a_clear_error_naming_both_ways(isolated_data_env, monkeypatch):
         resolve_source()
 
 
+def test_the_far_data_set_comes_from_datasets_dir_by_name(isolated_data_env, monkeypatch):
+    from pipelines.data import check_source
+    from pipelines.data.sources import named, named_datasets
+
+    data_root = isolated_data_env / "datasets"
+    folder = make_image_folder(
+        data_root / "chest-xray-pneumonia", classes=("NORMAL", "PNEUMONIA"), train=2
+    )
+    monkeypatch.setenv("DATASETS_DIR", str(data_root))
+    monkeypatch.setattr(tfds_source, "materialise", no_tfds)
+    assert list(named_datasets()) == ["horses_or_humans", "chest_xray_pneumonia"]
+    assert resolve_source("chest_xray_pneumonia").root == folder
+    assert resolve_source("chest-xray-pneumonia").root == folder
+    check_source("chest_xray_pneumonia")
+    entry = named("chest_xray_pneumonia")
+    assert entry.tfds is None and "CC BY 4.0" in entry.licence and "Kermany" in entry.citation
+    assert set(entry.notes) == {"en", "de"}
+    assert load_dataset("chest_xray_pneumonia", image_size=32).classes == ["NORMAL", "PNEUMONIA"]
+
+
+def test_the_far_data_set_missing_says_where_and_what_to_do(isolated_data_env, monkeypatch):
+    from pipelines.data import check_source
+
+    monkeypatch.setenv("DATASETS_DIR", str(isolated_data_env / "nowhere"))
+    monkeypatch.setattr(tfds_source, "materialise", no_tfds)  # no TFDS fallback exists
+    for call in (resolve_source, check_source):  # refused before a run exists, too
+        with pytest.raises(UserError) as err:
+            call("chest_xray_pneumonia")
+        message = str(err.value)
+        assert "nowhere (DATASETS_DIR) has no chest-xray-pneumonia/ folder" in message
+        assert "not in TensorFlow Datasets" in message
+        assert "Set DATASETS_DIR to the folder that holds chest-xray-pneumonia/" in message
+    monkeypatch.delenv("DATASETS_DIR")
+    with pytest.raises(UserError, match="DATASETS_DIR is not set"):
+        resolve_source("chest_xray_pneumonia")
+
+
 def test_offline_the_real_tfds_path_fails_fast(isolated_data_env, monkeypatch):
     monkeypatch.setattr(tfds_source, "network_available", lambda *a, **k: False)
     start = time.monotonic()

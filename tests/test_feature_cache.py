@@ -41,6 +41,17 @@ def test_key_depends_on_what_decides_the_features():
     assert key != cache_key(resolve("efficientnet_lite1"), **base)
 
 
+def test_key_differs_per_cut_point():
+    spec = resolve("efficientnet_lite0")
+    base = dict(weights="imagenet", seed=0, image_size=224, graph="keras")
+    keys = {cut: cache_key(spec, **base, reuse_blocks=cut) for cut in (None, 3, 5, 17)}
+    assert len(set(keys.values())) == 4
+    assert keys[None] == cache_key(spec, **base)  # the whole backbone keeps its old key
+    assert keys[3] == cache_key(spec, **base, reuse_blocks=3)
+    random = {c: cache_key(spec, **{**base, "weights": "random"}, reuse_blocks=c) for c in (3, 5)}
+    assert random[3] != random[5] and not set(random.values()) & set(keys.values())
+
+
 def test_second_experiment_reuses_features_and_skips_decoding(
     tiny_data, lite0_handle, store, monkeypatch
 ):

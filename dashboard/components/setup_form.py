@@ -1,5 +1,5 @@
-"""The Setup view: data, backbone, freeze depth with its layer map, learning rates, arms,
-presets and Start.
+"""The Setup view: data, backbone and how many of its blocks to take over, freeze depth
+with its layer map, learning rates, arms, presets and Start.
 
 Every config field is one widget keyed by its dotted name (see :mod:`dashboard.form`), with
 ``persist_state="session"`` so the form survives page switches. Start runs in a callback:
@@ -23,7 +23,7 @@ from dashboard.form import (
     RANDOM_POLICIES,
 )
 from dashboard.form import ExperimentConfig as Config
-from dashboard.i18n import figure_labels, labels, t
+from dashboard.i18n import figure_labels, labels, lang, t
 
 KEEP = {"persist_state": "session"}
 ARM_NAMES = ("imagenet", "random")
@@ -77,8 +77,8 @@ def _apply_preset(name: str, ids: list[str]) -> None:
 
 def _source_changed() -> None:
     source = st.session_state.get("dataset_source")
-    if source == "horses_or_humans":
-        st.session_state["dataset"] = "horses_or_humans"
+    if source in form.NAMED_SOURCES:
+        st.session_state["dataset"] = source
     elif form.source_of(st.session_state.get("dataset", "")) != source:
         st.session_state["dataset"] = ""
 
@@ -242,7 +242,25 @@ def _data_section() -> dict | None:
     return report
 
 
+def _named_about(dataset: str) -> None:
+    """A named data set's title, licence, citation and notes (``assets/datasets.json``)."""
+    entry = state.named_dataset(dataset)
+    if entry is None:
+        return
+    st.caption(
+        t(
+            "dataset.about",
+            title=entry["title"],
+            licence=entry["licence"],
+            citation=entry["citation"],
+        )
+    )
+    if note := entry["notes"].get(lang()) or entry["notes"].get("en"):
+        st.caption(note)
+
+
 def _data_report(dataset: str, report: dict) -> None:
+    _named_about(dataset)
     splits = report["splits"]
     per_class = ", ".join(f"{c} {n}" for c, n in splits["train"].items())
     st.caption(
@@ -332,7 +350,48 @@ def _backbone_section(ids: list[str]) -> list | None:
     if problem:
         st.error(problem)
         return None
+    _reuse_blocks(backbone, blocks)
     return blocks
+
+
+def _reuse_blocks(backbone: str, blocks: list) -> None:
+    """How many blocks to take over (``reuse_blocks``), with the feature width and the
+    parameters at the cut."""
+    key, count = "reuse_blocks", len(blocks)
+    widths = state.block_widths(backbone)
+    value = st.session_state.get(key)
+    if value is not None and value > count:
+        st.session_state[key] = value = count
+    st.number_input(
+        t(f"field.{key}"),
+        min_value=1,
+        max_value=count,
+        step=1,
+        key=key,
+        placeholder=t("reuse.all", n=count),
+        disabled=widths is None and value is None,
+        help=_help(key),
+        **KEEP,
+    )
+    if widths is None:
+        st.caption(t("reuse.not_cuttable"))
+        return
+    kept = value or count
+    kept_params = sum(b.params for b in blocks[:kept])
+    if value is None or kept == count:
+        st.caption(t("reuse.whole", total=count, width=widths[-1], kept=figures.count(kept_params)))
+        return
+    st.caption(
+        t(
+            "reuse.caption",
+            name=blocks[kept - 1].name,
+            k=kept,
+            total=count,
+            width=widths[kept - 1],
+            kept=figures.count(kept_params),
+            removed=figures.count(sum(b.params for b in blocks[kept:])),
+        )
+    )
 
 
 def _arms_and_training_section() -> None:
@@ -430,16 +489,20 @@ def _phase2_section(blocks: list | None) -> dict | None:
     st.caption(t("setup.phase2.caption"))
     _epochs("phase2.epochs")
     _lr_slider("phase2.lr")
-    count = len(blocks) if blocks else 30
+    reuse = st.session_state.get("reuse_blocks")
+    if blocks and reuse is not None and reuse > len(blocks):
+        reuse = None  # the backbone section clamps it on its next run
+    count = (reuse or len(blocks)) if blocks else 30  # counted within the kept blocks
     key = "phase2.unfreeze_blocks"
-    if st.session_state.get(key, 0) > count:
-        st.session_state[key] = count
+    # Set it anew each run: a slider whose range changed (another cut) would otherwise
+    # start again from 0.
+    st.session_state[key] = min(st.session_state.get(key, 0), count)
     unfreeze_blocks = st.slider(
         t(f"field.{key}"), 0, count, step=1, key=key, help=_help(key), **KEEP
     )
     if not blocks:
         return None
-    report = state.freeze_report(blocks, unfreeze_blocks)
+    report = state.freeze_report(blocks, unfreeze_blocks, reuse)
     left, right = st.columns(2)
     left.metric(t("map.trainable"), figures.count(report["trainable_params"]))
     right.metric(t("map.frozen"), figures.count(report["frozen_params"]))
@@ -456,9 +519,11 @@ def _layer_map(report: dict | None) -> None:
         st.info(t("map.unavailable"))
         return
     st.caption(
-        t("map.caption", n=report["unfreeze_blocks"], total=report["block_count"]),
+        t("map.caption", n=report["unfreeze_blocks"], total=report["reuse_blocks"]),
         help=t("map.help"),
     )
+    if removed := report["block_count"] - report["reuse_blocks"]:
+        st.caption(t("map.removed", n=removed))
     st.plotly_chart(
         figures.layer_map(report, labels=figure_labels()),
         config={"displayModeBar": False},

@@ -26,7 +26,9 @@ __all__ = [
     "builtin_ids",
     "catalogue",
     "block_table",
+    "block_widths",
     "call_failure",
+    "check_cut",
     "classification_handle",
     "feature_vector_handle",
     "load_layer",
@@ -95,13 +97,17 @@ def load_layer(
     seed: int = 0,
     image_size: int | None = None,
     splittable: bool = False,
+    reuse_blocks: int | None = None,
 ) -> Backbone:
     """Load ``backbone`` as a Keras layer with ``blocks``, checked to be an image model.
 
     By default a :class:`BackboneLayer` over the TF Hub SavedModel. ``splittable=True``
     gives built-ins as a :class:`KerasBackbone` (same weights, can be cut at a block
-    boundary); other backbones ignore it. ``weights="random"`` re-initialises every
-    variable by its role, seeded by ``seed``. The layer is called once on a blank
+    boundary); other backbones ignore it. ``reuse_blocks`` (None: all) keeps only the lowest
+    that many blocks (built-ins only; :func:`pipelines.backbones.blocks.check_reuse_blocks`
+    refuses the rest). ``weights="random"`` re-initialises every variable by its role,
+    seeded by ``seed``: the kept blocks get the same values as in the whole random network,
+    since they come first in variable order. The layer is called once on a blank
     ``image_size`` image (default: the backbone's input size) so a wrong model or an
     impossible size fails here, with a clear message.
     """
@@ -113,10 +119,15 @@ def load_layer(
     spec = _as_spec(backbone)
     if weights not in WEIGHTS:
         raise UserError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
-    if splittable and spec.builtin:
+    if reuse_blocks is not None and not spec.builtin:
+        check_cut(spec, reuse_blocks)
+    if (splittable or reuse_blocks is not None) and spec.builtin:
+        from pipelines.backbones.blocks import check_reuse_blocks
         from pipelines.backbones.keras_backbone import load_keras_backbone
 
         layer = load_keras_backbone(spec.weights_package, bn_training=bn_training)
+        check_reuse_blocks(len(layer.blocks), reuse_blocks, backbone=spec.id)
+        layer = layer.cut(reuse_blocks)
     else:
         from pipelines.backbones.layer import BackboneLayer
 
@@ -142,6 +153,36 @@ def load_layer(
     if weights == "random":
         reinitialise(layer.module_variables, seed)
     return layer
+
+
+def check_cut(backbone: str | BackboneSpec, reuse_blocks: int | None) -> int | None:
+    """Refuse ``reuse_blocks`` for a backbone that can't be cut, or beyond its blocks,
+    without TensorFlow: only the built-ins (real Keras blocks) can be cut, and their block
+    count comes from the weights file. Returns the kept block count (None: all)."""
+    from pipelines.backbones.blocks import check_reuse_blocks
+
+    if reuse_blocks is None:
+        return None
+    spec = _as_spec(backbone)
+    if not spec.builtin:
+        check_reuse_blocks(
+            reuse_blocks, reuse_blocks, can_cut=False, backbone=spec.id, cuttable=builtin_ids()
+        )
+    from pipelines.backbones.builtin import block_widths
+
+    count = len(block_widths(spec.weights_package))
+    return check_reuse_blocks(count, reuse_blocks, backbone=spec.id)
+
+
+def block_widths(backbone: str | BackboneSpec) -> list[int] | None:
+    """Each block's output width (channels), input to output, for the built-ins (the
+    feature width at a cut); None for backbones that can't be cut."""
+    spec = _as_spec(backbone)
+    if not spec.builtin:
+        return None
+    from pipelines.backbones import builtin
+
+    return builtin.block_widths(spec.weights_package)
 
 
 def call_failure(error: BaseException) -> str:

@@ -114,50 +114,102 @@ def count_params(blocks: Sequence[Block], variables: Sequence) -> None:
         block.trainable_params = sum(size for size, trainable in known if trainable)
 
 
-def freeze_report(blocks: Sequence[Block], unfreeze_blocks: int | None) -> dict:
+def freeze_report(
+    blocks: Sequence[Block], unfreeze_blocks: int | None, reuse_blocks: int | None = None
+) -> dict:
     """The layer map at a depth: per block name, size and whether it trains; totals.
 
-    ``trainable_params`` counts only the backbone (the new head comes on top);
-    ``frozen_params`` is everything else, BN statistics included, as Keras counts it.
+    ``reuse_blocks`` (None: all) cuts the backbone after that many blocks: the blocks above
+    are ``removed`` (dropped, the head sits on the last kept block) and ``unfreeze_blocks``
+    counts within the kept ones. ``trainable_params`` counts only the kept backbone (the new
+    head comes on top); ``frozen_params`` is the rest of the kept blocks, BN statistics
+    included, as Keras counts it; ``kept_params``/``removed_params`` split the whole.
     """
-    unfreeze_blocks = check_unfreeze_blocks(len(blocks), unfreeze_blocks)
-    first_trainable = len(blocks) - unfreeze_blocks
+    kept = check_reuse_blocks(len(blocks), reuse_blocks)
+    unfreeze_blocks = check_unfreeze_blocks(kept, unfreeze_blocks, cut=kept < len(blocks))
+    first_trainable = kept - unfreeze_blocks
     rows = [
         {
             "index": i,
             "name": b.name,
             "params": b.params,
-            "trainable_params": b.trainable_params if i >= first_trainable else 0,
-            "trainable": i >= first_trainable,
+            "trainable_params": b.trainable_params if first_trainable <= i < kept else 0,
+            "trainable": first_trainable <= i < kept,
+            "removed": i >= kept,
         }
         for i, b in enumerate(blocks)
     ]
     trainable = sum(r["trainable_params"] for r in rows)
+    kept_params = sum(b.params for b in blocks[:kept])
     return {
         "unfreeze_blocks": unfreeze_blocks,
+        "reuse_blocks": kept,
         "block_count": len(blocks),
         "trainable_params": trainable,
-        "frozen_params": sum(b.params for b in blocks) - trainable,
+        "frozen_params": kept_params - trainable,
+        "kept_params": kept_params,
+        "removed_params": sum(b.params for b in blocks[kept:]),
         "blocks": rows,
     }
 
 
-def check_unfreeze_blocks(block_count: int, unfreeze_blocks: int | None) -> int:
+def check_unfreeze_blocks(
+    block_count: int, unfreeze_blocks: int | None, *, cut: bool = False
+) -> int:
     """The one check of a freeze depth: ``unfreeze_blocks`` as a block count, with
-    :data:`ALL_BLOCKS` meaning ``block_count``; :class:`UserError` if outside 0..count."""
+    :data:`ALL_BLOCKS` meaning ``block_count``; :class:`UserError` if outside 0..count.
+    ``cut``: ``block_count`` is the blocks kept by ``reuse_blocks``, and the message says so."""
     if unfreeze_blocks is ALL_BLOCKS:
         return block_count
+    whose = (
+        f"the {block_count} blocks taken over (reuse_blocks={block_count})"
+        if cut
+        else f"this backbone's {block_count} blocks"
+    )
     if unfreeze_blocks > block_count:
         raise UserError(
-            f"phase2.unfreeze_blocks: {unfreeze_blocks} is more than this backbone's "
-            f"{block_count} blocks; choose between 0 and {block_count}"
+            f"phase2.unfreeze_blocks: {unfreeze_blocks} is more than {whose}; "
+            f"choose between 0 and {block_count}"
         )
     if unfreeze_blocks < 0:
         raise UserError(
-            f"phase2.unfreeze_blocks: must be between 0 and {block_count} (this backbone's "
-            f"block count), not {unfreeze_blocks}"
+            f"phase2.unfreeze_blocks: must be between 0 and {block_count} (the count of "
+            f"{whose}), not {unfreeze_blocks}"
         )
     return unfreeze_blocks
+
+
+def check_reuse_blocks(
+    block_count: int,
+    reuse_blocks: int | None,
+    *,
+    can_cut: bool = True,
+    backbone: str = "this backbone",
+    cuttable: Sequence[str] = (),
+) -> int:
+    """The one check of a cut point: ``reuse_blocks`` (None: all ``block_count`` blocks) as
+    the number of blocks taken over; :class:`UserError` below 1, beyond the blocks, or for a
+    backbone that can't be cut (``can_cut``; ``cuttable`` names those that can)."""
+    if reuse_blocks is None:
+        return block_count
+    if reuse_blocks < 1:
+        raise UserError(
+            f"reuse_blocks: must be at least 1 (the lowest block), or null to take over all "
+            f"blocks; got {reuse_blocks}"
+        )
+    if not can_cut:
+        which = f" ({', '.join(cuttable)})" if cuttable else ""
+        raise UserError(
+            f"reuse_blocks: {backbone} can't be cut at a block boundary (a TF Hub SavedModel's "
+            f"graph can't be split); only the built-in backbones{which} can. Choose one of "
+            "them, or set reuse_blocks=null to take over the whole backbone"
+        )
+    if reuse_blocks > block_count:
+        raise UserError(
+            f"reuse_blocks: {reuse_blocks} is more than {backbone}'s {block_count} blocks; "
+            f"choose between 1 and {block_count}, or null for all"
+        )
+    return reuse_blocks
 
 
 def top_block_variables(blocks: Sequence[Block], unfreeze_blocks: int | None) -> set[str]:

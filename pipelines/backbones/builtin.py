@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,22 @@ def weights_file(package: str) -> Path:
     if not files:
         raise UserError(f"the weights package {package!r} holds no .pth file; reinstall it")
     return files[0]
+
+
+@lru_cache(maxsize=8)
+def block_widths(package: str) -> list[int]:
+    """Output channels of each block (stem, MBConv blocks, head), input to output, read
+    from the weights' shapes without TensorFlow: the block count and the feature width at
+    any cut (``reuse_blocks``)."""
+    from pipelines.backbones.torch_legacy import load_state_dict
+
+    state = load_state_dict(weights_file(package))
+    count = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("_blocks."))
+    return [
+        int(state["_conv_stem.weight"].shape[0]),
+        *(int(state[f"_blocks.{i}._project_conv.weight"].shape[0]) for i in range(count)),
+        int(state["_conv_head.weight"].shape[0]),
+    ]
 
 
 def build_keras(package: str):

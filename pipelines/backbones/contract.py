@@ -15,7 +15,9 @@ class Backbone(Protocol):
     * :meth:`set_unfreeze_blocks`: exactly the top ``unfreeze_blocks`` blocks train
       (``ALL_BLOCKS``: every block); the one check of a depth (a :class:`UserError`).
     * ``can_split``: whether :meth:`split` can cut it at a block boundary; ``split(first)``
-      then returns ``(bottom, top)`` Keras models sharing its variables.
+      then returns ``(bottom, top)`` Keras models sharing its variables, and
+      ``cut(reuse_blocks)`` the lowest ``reuse_blocks`` blocks as a backbone of their own
+      (pooled features of the last kept block; the blocks above dropped).
     * ``module_variables``: every variable, in model order (for re-initialisation).
     """
 
@@ -27,6 +29,8 @@ class Backbone(Protocol):
     def set_unfreeze_blocks(self, unfreeze_blocks: int | None) -> None: ...
 
     def split(self, first_trainable: int) -> tuple[Any, Any]: ...
+
+    def cut(self, reuse_blocks: int | None) -> Backbone: ...
 
     @property
     def module_variables(self) -> list: ...

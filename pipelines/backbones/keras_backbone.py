@@ -12,7 +12,13 @@ from __future__ import annotations
 import tf_keras as keras
 
 from pipelines.backbones import efficientnet_lite as lite
-from pipelines.backbones.blocks import Block, check_unfreeze_blocks, count_params, freeze_report
+from pipelines.backbones.blocks import (
+    Block,
+    check_reuse_blocks,
+    check_unfreeze_blocks,
+    count_params,
+    freeze_report,
+)
 
 
 class KerasBackbone(keras.layers.Layer):
@@ -48,6 +54,15 @@ class KerasBackbone(keras.layers.Layer):
 
     def freeze_report(self) -> dict:
         return freeze_report(self.blocks, self.unfreeze_blocks)
+
+    def cut(self, reuse_blocks: int | None) -> KerasBackbone:
+        """The lowest ``reuse_blocks`` blocks (None: all) as a backbone of their own: the
+        blocks above are dropped, global pooling sits on the last kept block's output. It
+        shares the kept blocks' variables (and only those) with this backbone."""
+        kept = check_reuse_blocks(len(self.block_models), reuse_blocks)
+        if kept == len(self.block_models):
+            return self
+        return KerasBackbone(self.block_models[:kept], bn_training=self.bn_training, name=self.name)
 
     def split(self, first_trainable: int) -> tuple[keras.Model, keras.Model]:
         """``(bottom, top)``: blocks before ``first_trainable`` (feature maps out) and the

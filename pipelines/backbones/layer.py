@@ -81,6 +81,12 @@ class BackboneLayer(hub.KerasLayer):
         """Refused: see ``can_split``."""
         raise TypeError("a TF Hub SavedModel can't be split at a block boundary")
 
+    def cut(self, reuse_blocks: int | None) -> BackboneLayer:
+        """Itself for ``reuse_blocks=None``; refused otherwise (see ``can_split``)."""
+        if reuse_blocks is None:
+            return self
+        raise TypeError("a TF Hub SavedModel can't be cut at a block boundary")
+
     def call(self, inputs, training=None):
         if not self.bn_training:
             training = False

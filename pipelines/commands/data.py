@@ -23,7 +23,8 @@ def register(subparsers) -> None:
         default=DEFAULT_DATASET,
         metavar="NAME|PATH|ZIP",
         help=(
-            f"{DEFAULT_DATASET} (default; from DATASETS_DIR, else TensorFlow Datasets), a "
+            f"{DEFAULT_DATASET} (default; from DATASETS_DIR, else TensorFlow Datasets), "
+            "chest_xray_pneumonia (far from ImageNet; from DATASETS_DIR only), a "
             "folder with one sub-folder per class (optionally inside train/ and validation/), "
             "a .zip of one, or a TFDS image-classification name"
         ),

@@ -2,10 +2,12 @@
 
 ``dataset`` may be:
 
-- ``horses_or_humans`` (the default): ``<data root>/horses-or-humans/`` if it exists, where
-  the data root is the ``data_root`` argument or else ``DATASETS_DIR``; otherwise the
-  TensorFlow Datasets builder of that name (a local TFDS copy, or a download); otherwise a
-  :class:`UserError` naming both ways to provide it;
+- a named data set from ``assets/datasets.json`` (:func:`named_datasets`):
+  ``horses_or_humans`` (the default) or ``chest_xray_pneumonia`` (far from ImageNet):
+  ``<data root>/<its folder>/`` if it exists, where the data root is the ``data_root``
+  argument or else ``DATASETS_DIR``; otherwise, for Horses or Humans, the TensorFlow
+  Datasets builder of that name (a local TFDS copy, or a download); otherwise a
+  :class:`UserError` naming where it was looked for and how to provide it;
 - a folder, or a ``.zip`` of one (extracted safely, see :mod:`pipelines.data.safezip`);
   a relative name is also looked up in the data root (``flowers`` or ``flowers.zip``);
 - a TensorFlow Datasets image-classification name, e.g. ``tf_flowers``.
@@ -17,8 +19,10 @@ the data root only.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from pipelines import settings
@@ -28,6 +32,46 @@ from pipelines.errors import UserError
 
 DEFAULT_DATASET = "horses_or_humans"
 HORSES_OR_HUMANS_DIR = "horses-or-humans"
+NAMED_FILE = Path(__file__).resolve().parents[2] / "assets" / "datasets.json"
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    """A data set known by name (``assets/datasets.json``): its ``folder`` in the data root,
+    the TFDS builder that serves it when the folder is missing (None: none does), and what
+    the Setup page shows about it (``notes`` per language)."""
+
+    id: str
+    folder: str
+    title: str
+    tfds: str | None = None
+    hint: str = "with train/ and validation/ inside"
+    domain: str = ""
+    citation: str = ""
+    licence: str = ""
+    notes: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def named_datasets() -> dict[str, NamedDataset]:
+    """The named data sets by id, in file order (the default first)."""
+    data = json.loads(NAMED_FILE.read_text(encoding="utf-8"))
+    known = NamedDataset.__dataclass_fields__
+    return {
+        e["id"]: NamedDataset(**{k: v for k, v in e.items() if k in known})
+        for e in data["datasets"]
+    }
+
+
+def named(name: str) -> NamedDataset | None:
+    """The named data set ``name`` (its id or its folder name) stands for, or None."""
+    name = str(name).strip()
+    return next((d for d in named_datasets().values() if name in (d.id, d.folder)), None)
+
+
+def names_text() -> str:
+    """The named data sets' ids, for messages: ``horses_or_humans, chest_xray_pneumonia``."""
+    return ", ".join(named_datasets())
 
 
 @dataclass(frozen=True)
@@ -52,10 +96,10 @@ def resolve_source(
     :func:`pipelines.settings.confine`. Raises :class:`UserError`."""
     name = str(dataset).strip()
     if not name:
-        raise UserError("no data set given: name a folder, a .zip, or horses_or_humans")
+        raise UserError(f"no data set given: name a folder, a .zip, or one of {names_text()}")
     root = _data_root(data_root)
-    if name in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):
-        return _horses_or_humans(root)
+    if (entry := named(name)) is not None:
+        return _named(entry, root)
     path = _locate(name, root)
     if path is not None:
         return _from_path(path, extract_dir)
@@ -73,12 +117,15 @@ def check_source(dataset: str = DEFAULT_DATASET, *, data_root: Path | None = Non
     """Refuse, as :func:`resolve_source` would, a data set that can't be found, a path
     outside the allowed folders, a folder with fewer than two class folders, a file that is
     not a zip, or a zip that would be refused (caps, traversal, links) - without
-    extracting, downloading or decoding anything. TFDS names and Horses or Humans pass:
-    only fetching them tells."""
+    extracting, downloading or decoding anything. TFDS names and named data sets with a
+    TFDS fallback (Horses or Humans) pass: only fetching them tells; a named data set
+    without one (the chest X-rays) must be in the data root."""
     name = str(dataset).strip()
     if not name:
-        raise UserError("no data set given: name a folder, a .zip, or horses_or_humans")
-    if name in (DEFAULT_DATASET, HORSES_OR_HUMANS_DIR):
+        raise UserError(f"no data set given: name a folder, a .zip, or one of {names_text()}")
+    if (entry := named(name)) is not None:
+        if entry.tfds is None:
+            _named(entry, _data_root(data_root))
         return
     path = _locate(name, _data_root(data_root))
     if path is None:
@@ -124,23 +171,32 @@ def _locate(name: str, root: Path | None) -> Path | None:
     return None
 
 
-def _horses_or_humans(root: Path | None) -> Source:
+def _named(entry: NamedDataset, root: Path | None) -> Source:
+    """``<root>/<entry.folder>``, else its TFDS builder, else a :class:`UserError` saying
+    where it was looked for and what to do."""
     if root is not None:
-        folder = root / HORSES_OR_HUMANS_DIR
+        folder = root / entry.folder
         if folder.is_dir():
             return Source(folder, f"folder {folder}")
-        missing = f"{root} (DATASETS_DIR) has no {HORSES_OR_HUMANS_DIR}/ folder"
+        missing = f"{root} (DATASETS_DIR) has no {entry.folder}/ folder"
     else:
         missing = "DATASETS_DIR is not set (nor datasets_dir in settings.toml)"
+    put_it_there = (
+        f"set DATASETS_DIR to the folder that holds {entry.folder}/ ({entry.hint}; e.g. "
+        "DATASETS_DIR=../shared/datasets)"
+    )
+    if entry.tfds is None:
+        raise UserError(
+            f"{entry.title} ({entry.id}) is not available: {missing}, and no download "
+            f"exists for it (it is not in TensorFlow Datasets). {put_it_there[0].upper()}"
+            f"{put_it_there[1:]}, or give the path of a copy of that folder as the data set"
+        )
     try:
-        folder, description = tfds_source.materialise(DEFAULT_DATASET)
+        folder, description = tfds_source.materialise(entry.tfds)
     except tfds_source.TfdsUnavailable as e:
         raise UserError(
-            f"Horses or Humans is not available: {missing}, and {e}. Either set DATASETS_DIR "
-            f"to the folder that holds {HORSES_OR_HUMANS_DIR}/ (with train/ and validation/ "
-            "unpacked from horse-or-human.zip and validation-horse-or-human.zip; e.g. "
-            "DATASETS_DIR=../shared/datasets), or connect to the internet so TensorFlow "
-            "Datasets can download horses_or_humans"
+            f"{entry.title} is not available: {missing}, and {e}. Either {put_it_there}, "
+            f"or connect to the internet so TensorFlow Datasets can download {entry.tfds}"
         ) from None
     return Source(folder, description)
 

@@ -1,5 +1,8 @@
 """One arm of an experiment: a backbone (ImageNet or random weights) plus a new head.
 
+With ``reuse_blocks`` set, both arms' backbones are cut after the same block (the head sits
+on its pooled output), so the comparison stays fair; every cache below is per cut point.
+
 An :class:`Arm` knows, per phase, which blocks train and what it trains on:
 
 * ``features`` - backbone frozen, no augmentation: the head trains on backbone features,
@@ -138,6 +141,7 @@ class Arm:
                 bn_training=self.scratch,
                 image_size=self.image_size,
                 splittable=True,
+                reuse_blocks=self.config.reuse_blocks,
             )
             self.compute_s += time.perf_counter() - start
         return self.backbone
@@ -188,6 +192,7 @@ class Arm:
                 seed=self.config.seed,
                 image_size=self.image_size,
                 graph="keras" if self.spec.builtin else "hub",
+                reuse_blocks=self.config.reuse_blocks,
             )
         )
         notes = []
@@ -331,6 +336,7 @@ class Arm:
             "weights": self.weights,
             "seed": self.config.seed,
             "bn_training": self.scratch,
+            "reuse_blocks": self.config.reuse_blocks,
             "image_size": self.image_size,
             "scaling": self.spec.scaling,
             "dropout": self.config.dropout,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.backbones.blocks import check_unfreeze_blocks
+from pipelines.backbones.blocks import check_reuse_blocks, check_unfreeze_blocks
 from pipelines.errors import UserError
 
 ARMS = ("imagenet", "random")
@@ -42,7 +42,8 @@ class Phase1:
 
 @dataclass
 class Phase2:
-    """Fine-tuning: the top ``unfreeze_blocks`` blocks train too, at a lower rate."""
+    """Fine-tuning: the top ``unfreeze_blocks`` blocks train too, at a lower rate. With
+    ``reuse_blocks`` set, they are counted within the kept blocks."""
 
     epochs: int = 2
     lr: float = 1e-5
@@ -57,6 +58,7 @@ class ExperimentConfig:
     train_per_class: int | None = None
     backbone: str = "efficientnet_lite0"
     image_size: int | None = None
+    reuse_blocks: int | None = None  # take over the lowest K blocks (cut after K); None: all
     arms: list[str] = field(default_factory=lambda: list(ARMS))
     random_policy: str = "same"
     phase1: Phase1 = field(default_factory=Phase1)
@@ -122,7 +124,9 @@ class ExperimentConfig:
     def validate(self) -> ExperimentConfig:
         """Refuse impossible values with a message naming the field; return self."""
         if not str(self.dataset).strip():
-            raise UserError("dataset: give horses_or_humans, a folder, a .zip or a TFDS name")
+            from pipelines.data.sources import names_text
+
+            raise UserError(f"dataset: give {names_text()}, a folder, a .zip or a TFDS name")
         if self.train_per_class is not None and self.train_per_class < 1:
             raise UserError("train_per_class: must be at least 1, or null for all images")
         if not str(self.backbone).strip():
@@ -155,6 +159,10 @@ class ExperimentConfig:
             raise UserError("phase1.epochs and phase2.epochs are both 0: nothing would train")
         if self.phase2.unfreeze_blocks < 0:
             raise UserError("phase2.unfreeze_blocks: must be 0 or more")
+        if self.reuse_blocks is not None:
+            check_reuse_blocks(self.reuse_blocks, self.reuse_blocks)  # at least 1
+            if self.phase2.epochs > 0:  # counted within the kept blocks
+                check_unfreeze_blocks(self.reuse_blocks, self.phase2.unfreeze_blocks, cut=True)
         if self.phase2.epochs > 0 and self.phase2.unfreeze_blocks == 0:
             raise UserError(
                 "phase2.unfreeze_blocks: fine-tuning (phase2.epochs > 0) needs at least one "
@@ -172,9 +180,15 @@ class ExperimentConfig:
 def validate_against(
     config: ExperimentConfig, *, block_count: int | None, train_images: int
 ) -> None:
-    """Checks that need the loaded backbone (``block_count``; None: not loaded) and data."""
-    if block_count is not None and config.phase2.epochs > 0:
-        check_unfreeze_blocks(block_count, config.phase2.unfreeze_blocks)
+    """Checks that need the backbone's blocks (``block_count``, the whole backbone's or, once
+    cut, the kept ones; None: not loaded) and data: ``reuse_blocks`` within the blocks, and
+    ``phase2.unfreeze_blocks`` within the kept blocks."""
+    if block_count is not None:
+        kept = check_reuse_blocks(block_count, config.reuse_blocks, backbone=config.backbone)
+        if config.phase2.epochs > 0:
+            check_unfreeze_blocks(
+                kept, config.phase2.unfreeze_blocks, cut=config.reuse_blocks is not None
+            )
     if config.batch_size > train_images:
         raise UserError(
             f"batch_size: {config.batch_size} is larger than the training set "

@@ -73,6 +73,7 @@ def build_inference_model(folder: Path) -> Path:
         bn_training=meta["bn_training"],
         image_size=size,
         splittable=True,
+        reuse_blocks=meta.get("reuse_blocks"),
     )
     if (folder / "backbone.npz").is_file():
         _assign(backbone.module_variables, folder / "backbone.npz")

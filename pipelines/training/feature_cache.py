@@ -5,7 +5,8 @@ only on the backbone's weights, the image's pixels and the preprocessing. So fea
 stored per image under a key of everything that decides them:
 
 * the backbone's weights fingerprint (:func:`backbone_fingerprint`), plus ``random:<seed>``
-  for the seeded random arm, and which graph computed them;
+  for the seeded random arm, which graph computed them, and where it was cut
+  (``reuse_blocks``: the features of a cut backbone are its last kept block's);
 * the image size and pixel scaling, and the data layer's preprocessing version;
 * the image itself: the BLAKE2b digest of its file (the data layer's ``*_digests``).
 
@@ -59,8 +60,17 @@ def backbone_fingerprint(spec: BackboneSpec) -> str:
     return _hash_files(stats)
 
 
-def cache_key(spec: BackboneSpec, *, weights: str, seed: int, image_size: int, graph: str) -> str:
-    """The key of one backbone's features: what decides them, hashed."""
+def cache_key(
+    spec: BackboneSpec,
+    *,
+    weights: str,
+    seed: int,
+    image_size: int,
+    graph: str,
+    reuse_blocks: int | None = None,
+) -> str:
+    """The key of one backbone's features: what decides them, hashed. ``reuse_blocks``
+    (None: the whole backbone) is the cut point."""
     parts = {
         "version": CACHE_VERSION,
         "backbone": backbone_fingerprint(spec),
@@ -70,6 +80,8 @@ def cache_key(spec: BackboneSpec, *, weights: str, seed: int, image_size: int, g
         "scaling": spec.scaling,
         "preprocessing": PREPROCESSING_VERSION,
     }
+    if reuse_blocks is not None:  # absent for the whole backbone: older caches stay valid
+        parts["reuse_blocks"] = reuse_blocks
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

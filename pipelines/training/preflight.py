@@ -17,12 +17,15 @@ from pipelines.training.config import ExperimentConfig
 
 def check_experiment(config: ExperimentConfig) -> ExperimentConfig:
     """Validate ``config``, resolve its backbone (a local folder is confined and must hold
-    a SavedModel) and locate its data set (:func:`pipelines.data.sources.check_source`);
-    return it, or raise :class:`pipelines.errors.UserError`."""
+    a SavedModel), check its cut point (``reuse_blocks``: only backbones that can be cut,
+    within their blocks: :func:`pipelines.backbones.check_cut`) and locate its data set
+    (:func:`pipelines.data.sources.check_source`); return it, or raise
+    :class:`pipelines.errors.UserError`."""
+    from pipelines.backbones import check_cut
     from pipelines.backbones.spec import resolve
     from pipelines.data.sources import check_source
 
     config.validate()
-    resolve(config.backbone)
+    check_cut(resolve(config.backbone), config.reuse_blocks)
     check_source(config.dataset)
     return config
