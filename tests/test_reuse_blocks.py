@@ -175,13 +175,13 @@ def test_a_tiny_run_trains_both_arms_on_a_cut_backbone(tiny_data, lite0_handle, 
     run_id = store.create_run(tiny_config(tiny_data, "reuse_blocks=6"))
     assert run_worker(run_id, store) == EXIT_COMPLETED
     run = store.get_run(run_id)
-    assert run["status"] == "completed" and run["config"]["reuse_blocks"] == 6
+    assert run.status == "completed" and run.config.reuse_blocks == 6
     events = " ".join(e["message"] for e in store.events(run_id))
     assert "fine-tuning started, 2 backbone block(s) trainable" in events
     assert "boundary cache: blocks below block_03 ran once" in events  # blocks 4-5 of 6 train
     width = block_widths("efficientnet_lite0")[5]  # block_04's output: 40 channels
     for arm in ("imagenet", "random"):
-        assert run["summary"]["arms"][arm]["epochs"] == 3
+        assert run.summary["arms"][arm]["epochs"] == 3
         folder = store.artefact_dir(run_id) / arm
         meta = json.loads((folder / "arm.json").read_text())
         assert meta["reuse_blocks"] == 6 and meta["feature_dim"] == width
