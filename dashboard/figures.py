@@ -43,6 +43,9 @@ DEFAULT_LABELS: dict[str, str] = {
     "accuracy": "accuracy",
     "val_loss": "validation loss",
     "val_accuracy": "validation accuracy",
+    "val_balanced_accuracy": "balanced validation accuracy",
+    "balanced": "validation, balanced",
+    "chance": "chance (majority class)",
     "train": "train",
     "validation": "validation",
     "batches": "train (per batch)",
@@ -114,12 +117,16 @@ def arm_curves_spec(
     epochs_total: int | None = None,
     labels: Mapping[str, str] | None = None,
     revision: str | None = None,
+    chance: float | None = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     """Loss (top row) and accuracy (bottom row), one column per arm, y shared along a row.
 
     Per arm and metric: the train and validation epoch curves and, with ``batches`` and
     ``steps_per_epoch``, the running train metric per batch. The first trace is the first
     arm's train loss (one point per finished epoch). ``revision`` keeps zoom across updates.
+    ``chance`` (the majority class's share of the validation set) is drawn as a dotted line
+    on the accuracy row; with ``balanced``, the balanced validation accuracy joins it.
     """
     arms = tuple(arms) or ("imagenet",)
     with_batches = batches is not None and bool(steps_per_epoch)
@@ -128,12 +135,19 @@ def arm_curves_spec(
         rows = _rows(epochs, arm)
         b = _rows(batches, arm) if with_batches else None
         for metric in METRICS:
-            for column in (metric, f"val_{metric}"):
+            for column in _epoch_columns(metric, balanced, ("train", "validation")):
                 points.append(_xy(epoch_x(rows), rows, column))
             if b is not None:
                 points.append(_xy(batch_x(b, steps_per_epoch), b, metric))
     template = _arm_curves_template(
-        arms, with_batches, phase2_at, epochs_total, _frozen(labels), revision
+        arms,
+        with_batches,
+        phase2_at,
+        epochs_total,
+        _frozen(labels),
+        revision,
+        _chance(chance),
+        balanced,
     )
     return _filled(template, points)
 
@@ -146,18 +160,56 @@ def overlay_curves_spec(
     epochs_total: int | None = None,
     labels: Mapping[str, str] | None = None,
     revision: str | None = None,
+    chance: float | None = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     """Both arms on the same axes: loss (left) and accuracy (right); validation solid,
-    train dotted, one colour per arm."""
+    train dotted, balanced validation accuracy (with ``balanced``) dash-dotted, one colour
+    per arm; ``chance`` as a grey dotted line on the accuracy axes."""
     arms = tuple(arms)
     points: list[tuple[list, list]] = []
     for metric in METRICS:
         for arm in arms:
             rows = _rows(epochs, arm)
-            for column in (f"val_{metric}", metric):
+            for column in _epoch_columns(metric, balanced, ("validation", "train")):
                 points.append(_xy(epoch_x(rows), rows, column))
-    template = _overlay_template(arms, phase2_at, epochs_total, _frozen(labels), revision)
+    template = _overlay_template(
+        arms, phase2_at, epochs_total, _frozen(labels), revision, _chance(chance), balanced
+    )
     return _filled(template, points)
+
+
+# The epoch curves of one metric, in trace order: (split, column, dash) for the side-by-side
+# figure's splits as ordered by the caller; balanced accuracy last, on the accuracy row only.
+def _epoch_columns(metric: str, balanced: bool, order: tuple[str, str]) -> list[str]:
+    columns = {"train": metric, "validation": f"val_{metric}"}
+    out = [columns[split] for split in order]
+    if balanced and metric == "accuracy":
+        out.append("val_balanced_accuracy")
+    return out
+
+
+def _chance(value: float | None) -> float | None:
+    """The chance level as a template key: rounded, so nearly equal values share one."""
+    if value is None or pd.isna(value):
+        return None
+    return round(float(value), 4)
+
+
+def _chance_line(fig: go.Figure, chance: float | None, lab: Mapping[str, str], **where) -> None:
+    """A grey dotted line at the majority class's share on the accuracy axes, labelled."""
+    if chance is None:
+        return
+    fig.add_hline(
+        y=chance,
+        line_dash="dot",
+        line_color="#868E96",
+        line_width=1.5,
+        annotation_text=f"{lab['chance']} {chance:.1%}",
+        annotation_position="bottom right",
+        annotation_font={"size": 10, "color": "#495057"},
+        **where,
+    )
 
 
 # The live view redraws both figures as a run trains: their layout (subplots, axes, phase-2
@@ -192,6 +244,8 @@ def _arm_curves_template(
     epochs_total: int | None,
     labels: tuple[tuple[str, str], ...],
     revision: str | None,
+    chance: float | None = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     lab = _labels(dict(labels))
     fig = make_subplots(
@@ -222,6 +276,22 @@ def _arm_curves_template(
                     row=row,
                     col=col,
                 )
+            if balanced and metric == "accuracy":
+                fig.add_trace(
+                    go.Scatter(
+                        x=[],
+                        y=[],
+                        name=lab["balanced"],
+                        legendgroup="balanced",
+                        showlegend=col == 1,
+                        mode="lines+markers",
+                        line={"color": SPLIT_COLORS["validation"], "dash": "dot", "width": 2},
+                        marker={"size": 6, "symbol": "diamond"},
+                        hovertemplate=_hover(metric),
+                    ),
+                    row=row,
+                    col=col,
+                )
             if with_batches:
                 fig.add_trace(
                     go.Scatter(
@@ -246,6 +316,7 @@ def _arm_curves_template(
     fig.update_xaxes(**_x_axis(epochs_total))
     fig.update_xaxes(title_text=lab["epoch"], row=2)
     _phase2_marker(fig, phase2_at, lab)
+    _chance_line(fig, chance, lab, row=2, col="all")
     fig.update_layout(
         height=520,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -263,19 +334,24 @@ def _overlay_template(
     epochs_total: int | None,
     labels: tuple[tuple[str, str], ...],
     revision: str | None,
+    chance: float | None = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     lab = _labels(dict(labels))
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=[])
     for col, metric in enumerate(METRICS, start=1):
+        lines = [("validation", "solid"), ("train", "dot")]
+        if balanced and metric == "accuracy":
+            lines.append(("balanced", "dashdot"))
         for arm in arms:
-            for split, dash in (("validation", "solid"), ("train", "dot")):
+            for split, dash in lines:
                 fig.add_trace(
                     go.Scatter(
                         x=[],
                         y=[],
                         name=f"{lab.get(arm, arm)} · {lab[split]}",
                         legendgroup=f"{arm}-{split}",
-                        showlegend=col == 1,
+                        showlegend=col == 1 or split == "balanced",
                         mode="lines+markers",
                         line={"color": ARM_COLORS.get(arm, "#495057"), "dash": dash},
                         marker={"size": 6},
@@ -289,6 +365,7 @@ def _overlay_template(
     fig.update_yaxes(autorange=True, rangemode="tozero", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
     _phase2_marker(fig, phase2_at, lab)
+    _chance_line(fig, chance, lab, row=1, col=2)
     fig.update_layout(
         height=360,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -21,10 +21,13 @@ COLUMNS = [
     "epochs",
     "phase1.lr",
     "phase2.lr",
+    "reuse_blocks",
     "phase2.unfreeze_blocks",
     "batch_size",
     "best_imagenet",
     "best_random",
+    "best_imagenet_balanced",
+    "best_random_balanced",
     "wall_s",
 ]
 
@@ -43,21 +46,30 @@ def _dataset_name(dataset: str) -> str:
     return Path(text).name or text
 
 
-def history_frame(runs: Sequence[Run], best: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+def history_frame(
+    runs: Sequence[Run],
+    best: Mapping[str, Mapping[str, float]],
+    balanced: Mapping[str, Mapping[str, float]] | None = None,
+) -> pd.DataFrame:
     """One row per run (newest first, as given) with its status, key hyperparameters, each
-    arm's best validation accuracy and the wall time; columns :data:`COLUMNS`. A run whose
-    stored config no longer parses has its hyperparameter columns empty."""
+    arm's best validation accuracy (``best``) and best balanced validation accuracy
+    (``balanced``; empty for runs from before it was measured) and the wall time; columns
+    :data:`COLUMNS`. A run whose stored config no longer parses has its hyperparameter
+    columns empty."""
     rows = []
     for run in runs:
         c = run.config
         summary = run.summary or {}
         scores = best.get(run.run_id, {})
+        fair = (balanced or {}).get(run.run_id, {})
         row = {
             "run": run.run_id,
             "status": run.status,
             "created": datetime.fromtimestamp(run.created),
             "best_imagenet": scores.get("imagenet"),
             "best_random": scores.get("random"),
+            "best_imagenet_balanced": fair.get("imagenet"),
+            "best_random_balanced": fair.get("random"),
             "wall_s": summary.get("wall_s"),
         }
         if c is not None:
@@ -69,12 +81,14 @@ def history_frame(runs: Sequence[Run], best: Mapping[str, Mapping[str, float]]) 
                 "epochs": f"{c.phase1.epochs} + {c.phase2.epochs}",
                 "phase1.lr": c.phase1.lr,
                 "phase2.lr": c.phase2.lr,
+                "reuse_blocks": c.reuse_blocks,
                 "phase2.unfreeze_blocks": c.phase2.unfreeze_blocks,
                 "batch_size": c.batch_size,
             }
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("image_size", "train_per_class", "batch_size", "phase2.unfreeze_blocks"):
+    integers = ("image_size", "train_per_class", "batch_size", "reuse_blocks")
+    for column in (*integers, "phase2.unfreeze_blocks"):
         frame[column] = frame[column].astype("Int64")
     return frame
 

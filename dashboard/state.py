@@ -34,6 +34,7 @@ import streamlit as st
 from pipelines import settings
 from pipelines.backbones.blocks import freeze_report as freeze_report
 from pipelines.errors import UserError as UserError
+from pipelines.numerics import is_imbalanced as is_imbalanced
 from pipelines.runs import lifecycle
 from pipelines.runs.jobs import JobManager
 from pipelines.runs.run import ACTIVE as ACTIVE

@@ -38,3 +38,13 @@ def chance_accuracy(labels: np.ndarray) -> float:
     if len(labels) == 0:
         return float("nan")
     return float(np.bincount(labels).max() / len(labels))
+
+
+def is_imbalanced(class_counts: list[int], tolerance: float = 0.05) -> bool:
+    """Whether always answering the majority class scores more than ``tolerance`` above
+    ``1 / classes``: then accuracy alone misleads, and balanced accuracy belongs beside it
+    (the chest X-ray validation split: 0.626 against 0.5)."""
+    total = sum(class_counts)
+    if total == 0 or len(class_counts) < 2:
+        return False
+    return max(class_counts) / total > 1 / len(class_counts) + tolerance

@@ -83,16 +83,22 @@ def write_run(
     arms: Sequence[str] = ("imagenet", "random"),
     steps: int = 4,
     images: Path | None = None,
+    val_counts: Sequence[int] | None = None,
 ) -> str:
     """A run with ``epochs_done`` epochs of synthetic metrics per arm (the ImageNet arm
     learns, the random one does not), progress, events; for a finished ``status`` also
-    results (with predictions of the images under ``images``, if given) and a summary."""
+    results (with predictions of the images under ``images``, if given) and a summary.
+    With ``val_counts`` (validation images per class), the data facts the trainer stores
+    before the first epoch, and a balanced accuracy 0.1 below the accuracy."""
     config = ExperimentConfig()
     config.phase1.epochs, config.phase2.epochs = phase1, phase2
     config.arms = list(arms)
     config.image_size = 32
     run_id = store.create_run(config.validate(), status="running")
     store.log_event(run_id, "started in worker process 0")
+    if val_counts is not None:
+        share = max(val_counts) / sum(val_counts)
+        store.set_summary(run_id, {"val_class_counts": list(val_counts), "chance_accuracy": share})
     for epoch in range(epochs_done):
         phase = "feature_extraction" if epoch < phase1 else "fine_tuning"
         for arm in arms:
@@ -103,8 +109,19 @@ def write_run(
                 store.log_batch(
                     run_id, arm, phase, epoch, step, loss, 0.6, 1.0, global_step=epoch * steps
                 )
+            balanced = val - 0.1 if val_counts is not None else None
             store.log_epoch(
-                run_id, arm, phase, epoch, 0.5 / (epoch + 1), val, 0.6 / (epoch + 1), val, 1.5, 40
+                run_id,
+                arm,
+                phase,
+                epoch,
+                0.5 / (epoch + 1),
+                val,
+                0.6 / (epoch + 1),
+                val,
+                1.5,
+                40,
+                val_balanced_accuracy=balanced,
             )
     for arm in arms:
         store.set_progress(

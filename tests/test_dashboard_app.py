@@ -347,6 +347,29 @@ def test_live_view_of_a_running_run(app, dashboard_env):
     assert not at.subheader  # no results while running
 
 
+def test_imbalanced_validation_shows_balanced_accuracy_and_the_chance_level(app, dashboard_env):
+    run_id = write_run(dashboard_env.store, status="running", epochs_done=4, val_counts=(231, 387))
+    at = ok(app(run=run_id).run())
+    captions = [c.value for c in at.caption]
+    assert "balanced 84.0% (best 84.0%) · chance 62.6%" in captions  # ImageNet: 0.94 - 0.1
+    assert "balanced 43.0% (best 43.0%) · chance 62.6%" in captions  # random: below chance
+    curves, overlay = (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+    balanced = [t for t in curves["data"] if t["name"] == "validation, balanced"]
+    assert [round(y, 3) for y in balanced[0]["y"]] == [0.6, 0.68, 0.76, 0.84]
+    chance = [s for s in curves["layout"]["shapes"] if s["y0"] == s["y1"]]
+    assert [s["y0"] for s in chance] == [pytest.approx(387 / 618, abs=1e-4)] * 2
+    assert [s for s in overlay["layout"]["shapes"] if s["y0"] == s["y1"]]
+
+
+def test_balanced_data_shows_the_chance_level_but_no_balanced_accuracy(app, dashboard_env):
+    run_id = write_run(dashboard_env.store, status="running", epochs_done=2, val_counts=(4, 4))
+    at = ok(app(run=run_id).run())
+    assert not [c.value for c in at.caption if c.value.startswith("balanced")]
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert not [t for t in curves["data"] if t["name"] == "validation, balanced"]
+    assert {s["y0"] for s in curves["layout"]["shapes"] if s["y0"] == s["y1"]} == {0.5}
+
+
 def test_sessions_watching_one_run_share_its_snapshot_and_charts(app, dashboard_env, monkeypatch):
     """Twenty people on one run: the store is read and the charts built once, not per tab."""
     from dashboard import figures
@@ -455,6 +478,7 @@ def test_runs_page_lists_every_run_and_overlays_the_selected(app, dashboard_env)
     assert list(table["run"]) == [c, b, a]
     assert list(table["status"]) == ["running", "completed", "completed"]
     assert table.loc[1, "best_imagenet"] == pytest.approx(1.02)
+    assert table["best_imagenet_balanced"].isna().all()  # measured by none of these runs
     assert any("Select runs" in x.value for x in at.caption)
     at.session_state["runs_table"] = {"selection": {"rows": [1, 2], "columns": []}}
     ok(at.run())

@@ -202,3 +202,35 @@ def test_overlay_layout_follows_the_labels():
         "ImageNet"
     )
     assert de.data[0].name != en.data[0].name
+
+
+def with_balanced(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(val_balanced_accuracy=[0.5 + 0.05 * i for i in range(len(frame))])
+
+
+def test_chance_level_is_a_dotted_line_on_the_accuracy_axes_only():
+    fig = arm_curves(epoch_rows(), ARMS, chance=0.626)
+    lines = [s for s in fig.layout.shapes if s.y0 == s.y1]
+    assert [s.y0 for s in lines] == [0.626, 0.626]  # one per arm's accuracy subplot
+    assert {s.line.dash for s in lines} == {"dot"}
+    assert {s.yref for s in lines} == {"y3", "y4"}  # row 2: accuracy
+    assert any("62.6%" in (a.text or "") for a in fig.layout.annotations)
+    overlay = overlay_curves(epoch_rows(), ARMS, chance=0.626)
+    (line,) = [s for s in overlay.layout.shapes if s.y0 == s.y1]
+    assert line.y0 == 0.626 and line.yref == "y2"  # the accuracy axes
+    assert not [s for s in arm_curves(epoch_rows(), ARMS).layout.shapes if s.y0 == s.y1]
+
+
+def test_balanced_accuracy_joins_the_accuracy_curves_when_asked():
+    rows = with_balanced(epoch_rows())
+    plain = arm_curves(rows, ARMS)
+    fig = arm_curves(rows, ARMS, balanced=True)
+    assert len(fig.data) == len(plain.data) + 2  # one per arm, accuracy row only
+    extra = [t for t in fig.data if t.name == "validation, balanced"]
+    assert len(extra) == 2 and {t.yaxis for t in extra} == {"y3", "y4"}
+    imagenet = rows[rows["arm"] == "imagenet"]
+    assert list(extra[0].y) == pytest.approx(imagenet["val_balanced_accuracy"].tolist())
+    overlay = overlay_curves(rows, ARMS, balanced=True)
+    balanced = [t for t in overlay.data if t.name.endswith("validation, balanced")]
+    assert len(balanced) == 2 and {t.line.dash for t in balanced} == {"dashdot"}
+    assert all(t.showlegend for t in balanced)

@@ -31,3 +31,13 @@ def test_balanced_accuracy_is_the_mean_recall():
     assert balanced_accuracy(labels, labels) == 1.0
     # A class absent from the labels does not count (its recall is undefined).
     assert balanced_accuracy(np.array([0, 2]), np.array([0, 1])) == pytest.approx(0.5)
+
+
+def test_imbalance_is_judged_against_one_over_the_classes():
+    from pipelines.numerics import is_imbalanced
+
+    assert is_imbalanced([231, 387])  # chest X-rays: 0.626 against 0.5
+    assert not is_imbalanced([128, 128])  # horses or humans
+    assert not is_imbalanced([52, 48])  # within the tolerance
+    assert is_imbalanced([10, 10, 30])
+    assert not is_imbalanced([]) and not is_imbalanced([5])

@@ -231,20 +231,29 @@ def _duration(seconds: float | None) -> str:
 
 
 def headline(run: Run, epochs: pd.DataFrame) -> dict[str, dict[str, float | None]]:
-    """Per arm: ``final`` and ``best`` validation accuracy and ``time`` (s), from the
-    summary once there is one, else from the epoch rows so far."""
+    """Per arm: ``final`` and ``best`` validation accuracy, the same of balanced accuracy
+    (``final_balanced``, ``best_balanced``) and ``time`` (s), from the summary once there
+    is one, else from the epoch rows so far."""
     summary = (run.summary or {}).get("arms", {})
     out: dict[str, dict[str, float | None]] = {}
     for arm in run.config.arms:
         rows = epochs[epochs["arm"] == arm] if len(epochs) else epochs
-        val = rows["val_accuracy"].dropna() if len(rows) else pd.Series(dtype=float)
         s = summary.get(arm, {})
-        out[arm] = {
-            "final": s.get("final_val_accuracy", val.iloc[-1] if len(val) else None),
-            "best": s.get("best_val_accuracy", val.max() if len(val) else None),
-            "time": s.get("wall_s", float(rows["epoch_s"].sum()) if len(rows) else None),
-        }
+        out[arm] = {"time": s.get("wall_s", float(rows["epoch_s"].sum()) if len(rows) else None)}
+        for name, column in (("", "val_accuracy"), ("_balanced", "val_balanced_accuracy")):
+            val = rows[column].dropna() if len(rows) else pd.Series(dtype=float)
+            out[arm]["final" + name] = s.get(f"final_{column}", val.iloc[-1] if len(val) else None)
+            out[arm]["best" + name] = s.get(f"best_{column}", val.max() if len(val) else None)
     return out
+
+
+def imbalance(run: Run) -> tuple[float | None, bool]:
+    """The validation split's chance level (the majority class's share) and whether its
+    classes are imbalanced enough to show balanced accuracy beside accuracy; from the
+    data facts the trainer stores before the first epoch (None, False before that)."""
+    summary = run.summary or {}
+    counts = summary.get("val_class_counts") or []
+    return summary.get("chance_accuracy"), state.is_imbalanced(counts)
 
 
 def _pct(value: float | None) -> str:
@@ -253,6 +262,7 @@ def _pct(value: float | None) -> str:
 
 def _headline(run: Run, numbers: dict[str, dict[str, float | None]]) -> None:
     finished = not run.active
+    chance, imbalanced = imbalance(run)
     arms = list(numbers)
     cols = st.columns(len(arms) + (1 if len(arms) == 2 else 0))
     for col, arm in zip(cols, arms, strict=False):
@@ -264,6 +274,16 @@ def _headline(run: Run, numbers: dict[str, dict[str, float | None]]) -> None:
             border=True,
         )
         col.caption(t("headline.best_time", best=_pct(n["best"]), time=_duration(n["time"])))
+        if imbalanced:
+            col.caption(
+                t(
+                    "headline.balanced",
+                    final=_pct(n["final_balanced"]),
+                    best=_pct(n["best_balanced"]),
+                    chance=_pct(chance),
+                ),
+                help=t("headline.balanced.help"),
+            )
     if len(arms) == 2:
         a, b = (numbers[arm] for arm in arms)
         if a["final"] is not None and b["final"] is not None:
@@ -330,21 +350,17 @@ def _figures(
     labels = figure_labels()
     total = run.total_epochs
     at = figures.phase2_start(run.config_dict)
-    curves = figures.arm_curves_spec(
-        epochs,
-        arms,
-        batches=batches,
-        steps_per_epoch=steps,
+    chance, balanced = imbalance(run)
+    common = dict(
         phase2_at=at,
         epochs_total=total,
         labels=labels,
         revision=run_id,
+        chance=chance,
+        balanced=balanced,
     )
-    overlay = None
-    if len(arms) > 1:
-        overlay = figures.overlay_curves_spec(
-            epochs, arms, phase2_at=at, epochs_total=total, labels=labels, revision=run_id
-        )
+    curves = figures.arm_curves_spec(epochs, arms, batches=batches, steps_per_epoch=steps, **common)
+    overlay = figures.overlay_curves_spec(epochs, arms, **common) if len(arms) > 1 else None
     return _Prepared(curves), _Prepared(overlay) if overlay is not None else None
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, history, state
 from dashboard.i18n import figure_labels, labels, t
 
-METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
+METRICS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "accuracy", "loss")
 
 
 def open_run(run_id: str) -> None:
@@ -49,7 +49,9 @@ for run in (r for r in runs if r.active):
         ):
             open_run(run.run_id)
 
-table = history.history_frame(runs, state.best_val_accuracy())
+table = history.history_frame(
+    runs, state.best_val_accuracy(), state.best_val_accuracy("val_balanced_accuracy")
+)
 percent = st.column_config.NumberColumn
 event = st.dataframe(
     table,
@@ -71,10 +73,13 @@ event = st.dataframe(
         "epochs": st.column_config.TextColumn(t("runs.col.epochs")),
         "phase1.lr": st.column_config.NumberColumn(t("runs.col.lr1"), format="%.0e"),
         "phase2.lr": st.column_config.NumberColumn(t("runs.col.lr2"), format="%.0e"),
+        "reuse_blocks": st.column_config.NumberColumn(t("runs.col.reuse_blocks")),
         "phase2.unfreeze_blocks": st.column_config.NumberColumn(t("runs.col.blocks")),
         "batch_size": st.column_config.NumberColumn(t("runs.col.batch")),
         "best_imagenet": percent(t("runs.col.best_imagenet"), format="percent"),
         "best_random": percent(t("runs.col.best_random"), format="percent"),
+        "best_imagenet_balanced": percent(t("runs.col.best_imagenet_balanced"), format="percent"),
+        "best_random_balanced": percent(t("runs.col.best_random_balanced"), format="percent"),
         "wall_s": st.column_config.NumberColumn(t("runs.col.wall"), format="%.0f s"),
     },
 )

@@ -102,7 +102,24 @@ def _load_data(run_id, config: ExperimentConfig, store, size: int, artefacts: Pa
         store.log_event(run_id, f"skipped {len(dataset.skipped)} unusable file(s)")
     for note in dataset.notes:
         store.log_event(run_id, note)
+    # Known before the first epoch: the live charts mark the chance level from it.
+    store.set_summary(run_id, _data_facts(dataset))
     return dataset
+
+
+def _data_facts(dataset) -> dict:
+    """What the summary says about the data: classes, image size, the validation split's
+    class counts and the accuracy of always answering its majority class (the chance level
+    the charts mark; balanced accuracy is shown beside accuracy where it is above 1/classes).
+    """
+    return {
+        "classes": dataset.classes,
+        "image_size": dataset.image_size,
+        "val_class_counts": np.bincount(
+            dataset.val_labels, minlength=len(dataset.classes)
+        ).tolist(),
+        "chance_accuracy": chance_accuracy(dataset.val_labels),
+    }
 
 
 def _make_arms(
@@ -313,14 +330,7 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
         s.arm.save_weights(artefacts / s.arm.name, dataset.classes)
         summary["arms"][s.arm.name] = _arm_summary(s)
         store.log_event(run_id, f"{s.arm.name} arm: saved the trained weights")
-    summary["classes"] = dataset.classes
-    summary["image_size"] = dataset.image_size
-    # Which accuracy always answering the majority class reaches: the charts mark it, and
-    # balanced accuracy is shown beside accuracy wherever it is clearly above 1 / classes.
-    summary["val_class_counts"] = np.bincount(
-        dataset.val_labels, minlength=len(dataset.classes)
-    ).tolist()
-    summary["chance_accuracy"] = chance_accuracy(dataset.val_labels)
+    summary.update(_data_facts(dataset))
     store.set_summary(run_id, summary)
     return summary
 
