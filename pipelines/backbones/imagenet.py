@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
@@ -17,39 +16,6 @@ from pipelines.numerics import softmax
 def labels() -> list[str]:
     """The 1000 ImageNet class names, index = class id (from tensorflow-datasets, Apache-2.0)."""
     return (ASSETS / "imagenet_labels.txt").read_text().splitlines()
-
-
-def read_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode ``path`` to a ``size`` x ``size`` RGB uint8 array the way the data layer does
-    (:func:`pipelines.data.images.read_image`: the same size caps, EXIF orientation and
-    transparency onto white); refuse anything else with a message naming the file."""
-    from pipelines.data.images import BadImage
-    from pipelines.data.images import read_image as decode
-    from pipelines.data.scan import MAX_FILE_BYTES
-
-    shown = str(path)
-    try:
-        file = Path(path)
-        if file.is_dir():
-            raise UserError(f"{shown!r} is a folder, not an image file")
-        length = file.stat().st_size
-        if length == 0:
-            raise UserError(f"image {shown!r} is an empty file (0 bytes)")
-        if length > MAX_FILE_BYTES:
-            raise UserError(
-                f"image {shown!r} is too large ({length / 2**20:.0f} MB; limit "
-                f"{MAX_FILE_BYTES >> 20} MB)"
-            )
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"image {shown!r} does not exist") from None
-    except OSError as e:
-        raise UserError(f"cannot read image {shown!r}: {e.strerror or e}") from None
-    try:
-        array, _ = decode(data, size)
-    except BadImage as e:
-        raise UserError(f"{shown!r} is not a readable image: {e}") from None
-    return array
 
 
 @lru_cache(maxsize=4)
@@ -99,14 +65,4 @@ def top_k(backbone: str, images: np.ndarray, k: int = 5) -> list[list[dict]]:
             for i in np.argsort(-p)[:k]
         ]
         for p in probs
-    ]
-
-
-def classify_files(backbone: str, paths: list[str], top: int = 5) -> list[dict]:
-    """``[{"image": path, "top5": [{class_index, label, probability}, ...]}]`` per file."""
-    spec = resolve(backbone)
-    batch = np.stack([read_image(p, spec.input_size) for p in paths])
-    return [
-        {"image": str(p), "top5": row}
-        for p, row in zip(paths, top_k(backbone, batch, top), strict=True)
     ]

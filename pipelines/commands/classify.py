@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import json
 
-from pipelines.backbones import imagenet
+import numpy as np
+
+from pipelines.backbones import imagenet, resolve
+from pipelines.data.images import read_image_file
+
+
+def classify_files(backbone: str, paths: list[str], top: int = 5) -> list[dict]:
+    """``[{"image": path, "top5": [{class_index, label, probability}, ...]}]`` per file."""
+    size = resolve(backbone).input_size
+    batch = np.stack([read_image_file(p, size) for p in paths])
+    return [
+        {"image": str(p), "top5": row}
+        for p, row in zip(paths, imagenet.top_k(backbone, batch, top), strict=True)
+    ]
 
 
 def run(args) -> int:
-    results = imagenet.classify_files(args.backbone, args.images, top=args.top)
+    results = classify_files(args.backbone, args.images, top=args.top)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0

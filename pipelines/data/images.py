@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pipelines.errors import UserError
+
 # A 50 MP RGB image decodes to 150 MB; above this a file is refused, not decoded. PIL's own
 # decompression-bomb check (about 179 MP) stays in force for everything else in the process.
 MAX_PIXELS = 50_000_000
@@ -152,3 +154,34 @@ def decode_files(
         digests=tuple(results[i][1] for i in ok),  # type: ignore[index]
         failures=tuple((i, r) for i, r in enumerate(results) if isinstance(r, str)),
     )
+
+
+def read_image_file(path: str | Path, size: int) -> np.ndarray:
+    """Decode the file ``path`` to a ``size`` x ``size`` RGB uint8 array as
+    :func:`read_image` does (the same size caps, EXIF orientation and transparency onto
+    white); refuse anything else with a :class:`UserError` naming the file."""
+    from pipelines.data.scan import MAX_FILE_BYTES
+
+    shown = str(path)
+    try:
+        file = Path(path)
+        if file.is_dir():
+            raise UserError(f"{shown!r} is a folder, not an image file")
+        length = file.stat().st_size
+        if length == 0:
+            raise UserError(f"image {shown!r} is an empty file (0 bytes)")
+        if length > MAX_FILE_BYTES:
+            raise UserError(
+                f"image {shown!r} is too large ({length / 2**20:.0f} MB; limit "
+                f"{MAX_FILE_BYTES >> 20} MB)"
+            )
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"image {shown!r} does not exist") from None
+    except OSError as e:
+        raise UserError(f"cannot read image {shown!r}: {e.strerror or e}") from None
+    try:
+        array, _ = read_image(data, size)
+    except BadImage as e:
+        raise UserError(f"{shown!r} is not a readable image: {e}") from None
+    return array
