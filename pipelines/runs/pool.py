@@ -30,10 +30,11 @@ another, so a Start on a warm pool shows its first epoch within seconds.
   is not reaped while a live pool exists).
 
 What stays warm in a pool worker: TensorFlow and the training modules (imported before the
-first run), each built-in backbone's weights as read from disk
-(:mod:`pipelines.backbones.keras_backbone`), the feature cache's index and rows
+first run), each built-in backbone's built Keras blocks with a copy of their ImageNet
+weights, restored before each reuse (:func:`pipelines.backbones.keras_backbone.keep_warm`;
+building them costs seconds, restoring milliseconds), the feature cache's rows
 (:mod:`pipelines.training.feature_cache`), the weights fingerprints and the checked-file
-digests. Models themselves are built per run: a run changes its backbone's weights.
+digests. Heads, optimizers and traced steps are made per run.
 
 ``WARM_WORKERS`` (a whole number >= 0) is the pool size; 0 keeps one process per run.
 """
@@ -214,6 +215,7 @@ def serve(
                         run_worker(run_id, store, limit, echo=True)
                     except UserError as e:  # refused before the claim: nothing recorded
                         print(f"error: {e}", file=sys.stderr)
+                _between_runs()
                 runs_done += 1
                 rss = _rss_mb()
                 _log(f"pool worker {pid}: run {run_id} ended ({runs_done} done, {rss:.0f} MB)")
@@ -245,6 +247,16 @@ def _warm_up() -> None:
     if os.environ.get(TEST_WORKLOAD_ENV, "").strip():  # tests: the workload needs none
         return
     import pipelines.training.loop  # noqa: F401
+    from pipelines.backbones import keras_backbone
+
+    keras_backbone.keep_warm()
+
+
+def _between_runs() -> None:
+    """What a finished run held may serve the next (kept backbone blocks)."""
+    module = sys.modules.get("pipelines.backbones.keras_backbone")
+    if module is not None:
+        module.release_warm()
 
 
 def _parent_from_env() -> tuple[int, float] | None:
