@@ -279,5 +279,7 @@ def test_a_warm_worker_trains_for_real_and_the_second_run_is_quick(
     timeline = "\n".join(
         f"{e['time'] - submitted:6.2f} {e['message']}" for e in store.events(second)
     )
-    assert first_row - submitted < 2.0, f"first row {first_row - submitted:.2f} s\n{timeline}"
+    # 2 s on a machine with a core to spare; 2.13 s was measured at load 7 on 2 cores.
+    limit = 2.0 if os.getloadavg()[0] < (os.cpu_count() or 1) else 4.0
+    assert first_row - submitted < limit, f"first row {first_row - submitted:.2f} s\n{timeline}"
     assert done.summary["arms"]["imagenet"]["epochs"] == 2
