@@ -61,5 +61,7 @@ with st.sidebar:
 # Every page says so when the run store can't be opened; the pages that need it stop.
 if store_problem := state.store_problem():
     st.error(store_problem, icon=":material/database:")
+else:
+    state.start_pool()  # once per server: the first Start is already warm
 
 page.run()

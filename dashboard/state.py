@@ -35,7 +35,7 @@ from pipelines import settings
 from pipelines.backbones.blocks import freeze_report as freeze_report
 from pipelines.errors import UserError as UserError
 from pipelines.numerics import is_imbalanced as is_imbalanced
-from pipelines.runs import lifecycle
+from pipelines.runs import lifecycle, pool
 from pipelines.runs.jobs import JobManager
 from pipelines.runs.run import ACTIVE as ACTIVE
 from pipelines.runs.run import Run as Run
@@ -102,7 +102,22 @@ def _store(root: str) -> RunStore:
 
 @st.cache_resource(show_spinner=False)
 def _jobs(root: str) -> JobManager:
-    return JobManager(_store(root))
+    # The dashboard keeps one warm worker by default (WARM_WORKERS=0: one process per run).
+    return JobManager(_store(root), warm_workers=pool.warm_workers_from_env(default=1))
+
+
+@st.cache_resource(show_spinner=False)
+def _pool(root: str) -> int:
+    with _JOBS_LOCK:
+        return _jobs(root).ensure_pool()
+
+
+def start_pool() -> None:
+    """Start the warm worker pool once per server and runs folder, so the first Start is
+    already warm (``app.py`` calls it on every page; later calls cost nothing). The job
+    manager replaces dead pool workers whenever it polls runs. A failure shows nowhere:
+    Start then spawns a worker per run."""
+    attempt(_pool, _runs_root())
 
 
 def store() -> RunStore:
@@ -163,8 +178,10 @@ def overlay_curves(run_ids: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def request_stop(run_id: str) -> None:
-    """Ask the run's worker to stop after its current batch."""
+    """Ask the run's worker to stop after its current batch (a run still waiting for a
+    busy pool stops at once)."""
     lifecycle.request_stop(store(), run_id)
+    lifecycle.drop_unclaimed(store(), run_id)
 
 
 def start(config: ExperimentConfig) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas
 import pytest
 
+import pipelines.runs.store as store_module
 from pipelines.errors import UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.run import Run
@@ -86,7 +87,8 @@ def test_a_schema_1_store_gains_balanced_accuracy_and_keeps_its_rows(store: RunS
     reopened.log_epoch(run_id, "imagenet", "fine_tuning", 1, 0.4, 0.9, 0.3, 0.95, 1.0, 10.0, 0.7)
     assert reopened.best_val_accuracy("val_balanced_accuracy") == {run_id: {"imagenet": 0.7}}
     version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == 2
+    assert version == store_module.SCHEMA_VERSION  # every migration ran
+    assert reopened.pool_workers() == []  # 3: the warm pool's table
 
 
 # --- runs ---------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def _header(run: Run, size: int | str) -> None:
 
 def _stop_controls(run: Run) -> None:
     run_id = run.run_id
-    if not run.stop_requested:
+    # "Stopping" at once after the click, even before the shared snapshot shows the request.
+    if not run.stop_requested and f"stop_asked.{run_id}" not in st.session_state:
         st.button(
             t("run.stop"),
             key=f"stop.{run_id}",

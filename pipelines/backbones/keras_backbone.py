@@ -5,10 +5,20 @@ be cut in two. The engine trains built-ins from the same weights as this chain o
 blocks, so fine-tuning can compute the frozen bottom once and run only the top each epoch
 (:meth:`KerasBackbone.split`). Outputs match the SavedModel (tested < 1e-4), variable names
 and order are the same, so :func:`.random_init.reinitialise` gives the same random network.
+
+**Warm processes** (the worker pool, :mod:`pipelines.runs.pool`) call :func:`keep_warm`:
+building a built-in's blocks costs seconds, so the built blocks are kept with a copy of their
+ImageNet weights, and a later :func:`load_keras_backbone` in the same process lends a set no
+backbone of the current run holds, its weights (BatchNorm statistics included) restored
+first. :func:`release_warm` (between runs) makes every kept set lendable again. Without
+:func:`keep_warm` every call builds afresh, as a one-run process needs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import tf_keras as keras
 
 from pipelines.backbones import efficientnet_lite as lite
@@ -74,12 +84,49 @@ class KerasBackbone(keras.layers.Layer):
         return bottom, top
 
 
+@dataclass
+class _Kept:
+    blocks: list[keras.Model]
+    weights: list[list[np.ndarray]]  # per block, as loaded (ImageNet)
+    lent: bool = True
+
+
+_kept: dict[str, list[_Kept]] | None = None  # package -> built block sets; None: not warm
+
+
+def keep_warm(enabled: bool = True) -> None:
+    """Keep built blocks in this process for later backbones (see the module docstring)."""
+    global _kept
+    _kept = {} if enabled else None
+
+
+def release_warm() -> None:
+    """Every kept block set may be lent again: the run that held them has ended."""
+    for sets in (_kept or {}).values():
+        for kept in sets:
+            kept.lent = False
+
+
 def load_keras_backbone(package: str, *, bn_training: bool = False) -> KerasBackbone:
     """The built-in in ``package`` with its ImageNet weights, as a :class:`KerasBackbone`."""
+    if _kept is not None:
+        for kept in _kept.get(package, []):
+            if not kept.lent:
+                for block, weights in zip(kept.blocks, kept.weights, strict=True):
+                    block.set_weights(weights)
+                kept.lent = True
+                return KerasBackbone(kept.blocks, bn_training=bn_training, name="backbone")
+    blocks = _build(package)
+    if _kept is not None:
+        _kept.setdefault(package, []).append(_Kept(blocks, [b.get_weights() for b in blocks]))
+    return KerasBackbone(blocks, bn_training=bn_training, name="backbone")
+
+
+def _build(package: str) -> list[keras.Model]:
     from pipelines.backbones.builtin import weights_file
     from pipelines.backbones.torch_legacy import load_state_dict
 
     state = load_state_dict(weights_file(package))
     blocks = lite.build_blocks(state)
     lite.load_weights(blocks, state)
-    return KerasBackbone(blocks, bn_training=bn_training, name="backbone")
+    return blocks

@@ -1,9 +1,12 @@
 """``python -m pipelines train [--config FILE] [--set key=value ...] [--json]``.
 
-Runs one experiment in the foreground. This process is the run's worker in the store, so
-killing it leaves the run ``interrupted`` (with its rows) rather than stuck in ``running``;
-Ctrl-C stops it gracefully (a second Ctrl-C at once). Progress goes to stderr; with
-``--json`` stdout gets exactly one JSON object at the end.
+Runs one experiment in the foreground. Where a live warm pool serves the run store
+(:mod:`pipelines.runs.pool`, e.g. the dashboard's), the run is submitted to it and followed
+from the store: the same epoch lines and events on stderr, the same result; Ctrl-C asks the
+run to stop (a second Ctrl-C leaves it stopping and returns). Otherwise this process is the
+run's worker in the store, so killing it leaves the run ``interrupted`` (with its rows) rather
+than stuck in ``running``; Ctrl-C stops it gracefully (a second Ctrl-C at once). Progress goes
+to stderr; with ``--json`` stdout gets exactly one JSON object at the end.
 
 A refused config, backbone or data set (:func:`pipelines.training.preflight.check_experiment`)
 creates no run; a problem only loading finds (depth, image size, batch size, unusable
@@ -20,6 +23,7 @@ from pipelines.errors import UserError
 from pipelines.training.config import ExperimentConfig
 
 PHASES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
+FOLLOW_S = 0.2  # how often a run on the pool is read back
 
 
 class _Reporting:
@@ -52,6 +56,9 @@ class _Reporting:
 
     def log_epoch(self, run_id, arm, **row):
         self._store.log_epoch(run_id, arm, **row)
+        self.print_epoch(arm, row)
+
+    def print_epoch(self, arm, row):
         self._acc[arm] = row["val_accuracy"]
         print(
             f"\r{arm:>8} epoch {row['epoch'] + 1} ({PHASES[row['phase']]}): loss {row['loss']:.4f} "
@@ -63,10 +70,47 @@ class _Reporting:
 
     def log_event(self, run_id, message):
         self._store.log_event(run_id, message)
+        self.print_event(message)
+
+    def print_event(self, message):
         print(f"\r{message}{' ' * 20}", file=sys.stderr, flush=True)
 
 
+def _follow(store, run_id: str, arms: list[str]) -> int:
+    """Follow a run on the warm pool from the store until it has finished, printing its
+    events and epoch rows as the foreground worker would; the worker's exit code."""
+    from pipelines.runs import lifecycle
+    from pipelines.runs.worker import EXIT_COMPLETED, EXIT_FAILED, EXIT_STOPPED
+
+    out = _Reporting(store, arms)
+    seen_event, seen_rows, stopping = 0, 0, False
+    while True:
+        try:
+            lifecycle.reap(store, run_id)
+            run = store.get_run(run_id)
+            for event in store.events(run_id, after=seen_event):
+                seen_event = event["id"]
+                out.print_event(event["message"])
+            rows = store.curves(run_id)
+            for row in rows.iloc[seen_rows:].to_dict("records"):
+                out.print_epoch(row.pop("arm"), {k: v for k, v in row.items() if k != "time"})
+            seen_rows = len(rows)
+            if not run.active:
+                break
+            time.sleep(FOLLOW_S)
+        except KeyboardInterrupt:
+            if stopping:
+                print(f"run {run_id} is stopping; not waiting for it", file=sys.stderr)
+                return EXIT_STOPPED
+            stopping = True
+            lifecycle.request_stop(store, run_id)
+            lifecycle.drop_unclaimed(store, run_id)
+            print("stopping after the current batch (Ctrl-C again to leave it)", file=sys.stderr)
+    return {"completed": EXIT_COMPLETED, "stopped": EXIT_STOPPED}.get(run.status, EXIT_FAILED)
+
+
 def run(args) -> int:
+    from pipelines.runs import pool
     from pipelines.runs.store import RunStore
     from pipelines.runs.worker import EXIT_COMPLETED, run_worker
     from pipelines.training.preflight import check_experiment
@@ -76,7 +120,11 @@ def run(args) -> int:
     store = RunStore()
     run_id = store.create_run(config)
     print(f"run {run_id}: {config.backbone} on {config.dataset}", file=sys.stderr)
-    code = run_worker(run_id, _Reporting(store, config.arms))
+    if pool.live(store):  # a pool worker takes it; checked after creating it (no gap)
+        print(f"run {run_id}: on the warm worker pool", file=sys.stderr)
+        code = _follow(store, run_id, config.arms)
+    else:
+        code = run_worker(run_id, _Reporting(store, config.arms))
     run = store.get_run(run_id)
     if run.status == "failed":
         raise UserError(f"run {run_id} failed: {run.error}")

@@ -1,12 +1,14 @@
-"""Start, stop and watch experiments, each in its own worker process.
+"""Start, stop and watch experiments, each in a worker process.
 
-A worker is ``python -m pipelines worker RUN_ID`` in a new session (it outlives the process
-that started it, e.g. the dashboard server), logging to ``<runs>/<run_id>/worker.log``. Workers
-queue themselves through the store: at most ``max_running`` run at once, in order of
-creation. Everything is in the store, so any process can watch or stop any run;
-:class:`JobManager` only adds spawning and signalling, and reaps (see
-:func:`pipelines.runs.lifecycle.reap`) before it answers, so a run whose worker died reads
-``interrupted``.
+Where a live warm pool serves the store (:mod:`pipelines.runs.pool`), :meth:`JobManager.start`
+only queues the run and a pool worker takes it. Otherwise each run gets its own worker,
+``python -m pipelines worker RUN_ID``, in a new session (it outlives the process that started
+it, e.g. the dashboard server), logging to ``<runs>/<run_id>/worker.log``. Workers queue
+themselves through the store: at most ``max_running`` run at once, in order of creation.
+Everything is in the store, so any process can watch or stop any run; :class:`JobManager`
+only adds spawning and signalling, keeps the pool at ``warm_workers`` processes (replacing
+dead ones whenever it polls runs), and reaps (see :func:`pipelines.runs.lifecycle.reap`)
+before it answers, so a run whose worker died reads ``interrupted``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import pipelines
 from pipelines.errors import UserError
-from pipelines.runs import lifecycle
+from pipelines.runs import lifecycle, pool
 from pipelines.runs.run import ACTIVE, Run
 from pipelines.runs.store import RunStore
 from pipelines.training.config import ExperimentConfig
@@ -31,6 +31,7 @@ from pipelines.training.preflight import check_experiment
 MAX_RUNNING_ENV = "MAX_RUNNING_EXPERIMENTS"
 DEFAULT_MAX_RUNNING = 1
 WORKER_LOG = "worker.log"
+SUPERVISE_EVERY_S = 1.0  # how often polling runs also tops the pool up
 
 
 def max_running_from_env() -> int:
@@ -48,34 +49,58 @@ def max_running_from_env() -> int:
 
 
 class JobManager:
-    """Spawns workers for new runs and stops them; reads everything else from ``store``."""
+    """Spawns workers for new runs (or queues them for a live pool), keeps the pool at
+    ``warm_workers`` processes (``WARM_WORKERS``, default 0: one process per run) and stops
+    runs; reads everything else from ``store``."""
 
-    def __init__(self, store: RunStore | None = None, max_running: int | None = None) -> None:
+    def __init__(
+        self,
+        store: RunStore | None = None,
+        max_running: int | None = None,
+        warm_workers: int | None = None,
+    ) -> None:
         self.store = store or RunStore()
         self.max_running = max_running if max_running is not None else max_running_from_env()
         if self.max_running < 1:
             raise UserError("max_running must be at least 1")
+        self.warm_workers = (
+            warm_workers if warm_workers is not None else pool.warm_workers_from_env()
+        )
         self._children: dict[str, subprocess.Popen] = {}
+        self._pool: list[subprocess.Popen] = []
+        self._supervised = 0.0
+
+    def ensure_pool(self, size: int | None = None) -> int:
+        """Keep ``size`` (default ``warm_workers``) live pool workers: forget dead ones and
+        spawn replacements. Returns how many were spawned."""
+        self._poll_children()
+        self._supervised = time.monotonic()
+        spawned = pool.ensure_pool(
+            self.store, self.warm_workers if size is None else size, self.max_running
+        )
+        self._pool.extend(spawned)
+        return len(spawned)
+
+    def stop_pool(self) -> int:
+        """Ask every pool worker to exit once its current run has ended; the count."""
+        return lifecycle.retire_pool_workers(self.store)
 
     def start(self, config: ExperimentConfig) -> str:
-        """Queue a run of ``config``, spawn its worker and return the run id at once.
+        """Queue a run of ``config`` and return the run id at once: a live pool's worker
+        takes it, else a worker process spawned for it alone.
 
         A config, backbone or data set refused by
         :func:`pipelines.training.preflight.check_experiment` raises :class:`UserError` and
         creates no run."""
         check_experiment(config)
         lifecycle.reap(self.store)
+        if self.warm_workers:
+            self.ensure_pool()
         run_id = self.store.create_run(config)
+        if pool.live(self.store):
+            return run_id  # the oldest unclaimed queued run goes to the next free pool worker
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG
-        package_parent = str(Path(pipelines.__file__).resolve().parent.parent)
-        env = {
-            **os.environ,
-            "RUNS_DIR": str(self.store.root.resolve()),
-            "MAX_RUNNING_EXPERIMENTS": str(self.max_running),
-            "PYTHONPATH": os.pathsep.join(
-                p for p in (package_parent, os.environ.get("PYTHONPATH")) if p
-            ),
-        }
+        env = pool.worker_env(self.store, self.max_running)
         try:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -106,6 +131,8 @@ class JobManager:
         if not run.active:
             return run.status
         lifecycle.request_stop(self.store, run_id)
+        if lifecycle.drop_unclaimed(self.store, run_id):  # still waiting for the pool
+            return "stopped"
         status = self._wait_status(run_id, timeout)
         if status in ACTIVE:
             self._signal(self.store.get_run(run_id), signal.SIGTERM)
@@ -130,8 +157,10 @@ class JobManager:
         self.store.delete_run(run_id)
 
     def status(self, run_id: str) -> Run:
-        """The run as :meth:`RunStore.get_run` returns it, reaped first if its worker died."""
+        """The run as :meth:`RunStore.get_run` returns it, reaped first if its worker died
+        (and the pool topped up, at most every ``SUPERVISE_EVERY_S``)."""
         self._poll_children()
+        self._supervise()
         lifecycle.reap(self.store, run_id)
         return self.store.get_run(run_id)
 
@@ -165,13 +194,20 @@ class JobManager:
 
     def _refresh(self) -> None:
         self._poll_children()
+        self._supervise()
         lifecycle.reap(self.store)
+
+    def _supervise(self) -> None:
+        """Top the pool up (dead pool workers replaced) if it is due."""
+        if self.warm_workers and time.monotonic() - self._supervised >= SUPERVISE_EVERY_S:
+            self.ensure_pool()
 
     def _poll_children(self) -> None:
         """Collect exited workers we started, so they do not linger as zombies."""
         for run_id, proc in list(self._children.items()):
             if proc.poll() is not None:
                 self._children.pop(run_id, None)  # another thread may have collected it
+        self._pool = [p for p in self._pool if p.poll() is None]
 
     def _wait_status(self, run_id: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout

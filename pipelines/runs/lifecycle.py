@@ -7,6 +7,14 @@ spawned (:func:`claim_worker`); the worker claims the run for itself, waits for 
 ended (:func:`finish`). A worker that dies leaves its run ``queued`` or ``running``;
 :func:`reap` marks such a run ``interrupted``.
 
+The warm worker pool (:mod:`pipelines.runs.pool`) adds: pool workers register themselves
+(:func:`register_pool_worker`; :func:`live_pool_workers` tells whether a live pool exists),
+and take the oldest queued run nobody has claimed (:func:`claim_next_queued`), then go
+through the same claim, slot, heartbeat, stop and finish as any worker. A queued run
+submitted to the pool has no worker pid until a pool worker claims it; :func:`reap` leaves
+it alone while a live pool exists, and :func:`drop_unclaimed` stops it before any worker
+has taken it.
+
 The store's reads never write, so whoever polls runs reaps first: the job manager (its
 ``status``, ``running``, ``queued``, ``start``), the worker waiting for a slot,
 ``python -m pipelines runs`` and the dashboard's refresh.
@@ -135,10 +143,15 @@ def reap(store: RunStore, run_id: str | None = None) -> list[str]:
         runs = [r for r in runs if r.run_id == run_id]
     reaped = []
     now = time.time()
+    pool: bool | None = None  # whether a live pool exists, looked up once if needed
     for run in runs:
         pid = run.worker_pid
         if pid is None:
             if now - (run.heartbeat or run.updated) < ORPHAN_AFTER_S:
+                continue
+            if pool is None:
+                pool = bool(live_pool_workers(store))
+            if pool:  # waiting for a busy pool: a pool worker takes it when one is free
                 continue
             why = "no worker process picked it up"
         elif process_alive(pid, run.worker_started):
@@ -158,6 +171,129 @@ def reap(store: RunStore, run_id: str | None = None) -> list[str]:
     return reaped
 
 
+def drop_unclaimed(store: RunStore, run_id: str) -> bool:
+    """Mark ``stopped`` a queued run no worker has claimed yet (one waiting for a busy
+    pool); return whether it did. A claimed run stops through its worker instead."""
+    with store.transaction() as c:
+        cur = c.execute(
+            "UPDATE runs SET status = 'stopped', error = NULL, updated = ?"
+            " WHERE run_id = ? AND status = 'queued' AND worker_pid IS NULL",
+            (time.time(), run_id),
+        )
+        return cur.rowcount == 1
+
+
+# --- the warm worker pool ------------------------------------------------------------------
+
+
+def register_pool_worker(store: RunStore, pid: int) -> None:
+    """Record ``pid`` (with its start time) as a pool worker; keeps its counts if it is
+    already recorded as the same process (the supervisor records it at spawn, the worker
+    again once it serves)."""
+    started = _create_time(pid)
+    now = time.time()
+    with store.transaction() as c:
+        row = c.execute("SELECT started FROM workers WHERE pid = ?", (pid,)).fetchone()
+        if row is not None and _same_start(row[0], started):
+            c.execute("UPDATE workers SET heartbeat = ? WHERE pid = ?", (now, pid))
+            return
+        c.execute(
+            "INSERT OR REPLACE INTO workers (pid, started, registered, heartbeat, runs_done)"
+            " VALUES (?, ?, ?, ?, 0)",
+            (pid, started, now, now),
+        )
+
+
+def pool_worker_state(
+    store: RunStore, pid: int, run_id: str | None, runs_done: int, rss_mb: float | None
+) -> bool:
+    """Record what pool worker ``pid`` does now (``run_id`` None: idle); return whether it
+    was asked to retire (:func:`retire_pool_workers`) or is no longer registered."""
+    with store.transaction() as c:
+        cur = c.execute(
+            "UPDATE workers SET heartbeat = ?, run_id = ?, runs_done = ?, rss_mb = ? WHERE pid = ?",
+            (time.time(), run_id, runs_done, rss_mb, pid),
+        )
+        if cur.rowcount == 0:
+            return True
+        return bool(c.execute("SELECT retire FROM workers WHERE pid = ?", (pid,)).fetchone()[0])
+
+
+def unregister_pool_worker(store: RunStore, pid: int) -> None:
+    with store.transaction() as c:
+        c.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+
+
+def live_pool_workers(store: RunStore) -> list[dict]:
+    """The registered pool workers whose process is still alive (and not retiring): a
+    live pool exists when this is not empty. Never writes."""
+    return [
+        w for w in store.pool_workers() if not w["retire"] and process_alive(w["pid"], w["started"])
+    ]
+
+
+def reap_pool(store: RunStore) -> list[int]:
+    """Forget registered pool workers whose process is gone; return their pids. (Their
+    runs are reaped by :func:`reap`, like any worker's.)"""
+    dead = [w["pid"] for w in store.pool_workers() if not process_alive(w["pid"], w["started"])]
+    if dead:
+        with store.transaction() as c:
+            for pid in dead:
+                c.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+    return dead
+
+
+def top_up_pool(store: RunStore, size: int, spawn) -> list[int]:
+    """Make ``size`` live pool workers: forget dead ones, call ``spawn()`` (which starts a
+    pool worker process and returns its pid) for each one missing and record them, all in
+    one transaction, so two supervisors at once never start more than ``size``. Returns
+    the pids spawned."""
+    reap_pool(store)
+    with store.transaction() as c:
+        live = [
+            w
+            for w in store.pool_workers()
+            if not w["retire"] and process_alive(w["pid"], w["started"])
+        ]
+        spawned = []
+        for _ in range(size - len(live)):
+            pid = spawn()
+            now = time.time()
+            c.execute(
+                "INSERT OR REPLACE INTO workers (pid, started, registered, heartbeat, runs_done)"
+                " VALUES (?, ?, ?, ?, 0)",
+                (pid, _create_time(pid), now, now),
+            )
+            spawned.append(pid)
+        return spawned
+
+
+def retire_pool_workers(store: RunStore) -> int:
+    """Ask every pool worker to exit once its current run (if any) has ended; the count."""
+    with store.transaction() as c:
+        return c.execute("UPDATE workers SET retire = 1 WHERE retire = 0").rowcount
+
+
+def claim_next_queued(store: RunStore, pid: int) -> str | None:
+    """Atomically give pool worker ``pid`` the oldest queued run no worker has claimed
+    (as :func:`claim_worker` records a worker); its id, or None when there is none."""
+    started = _create_time(pid)
+    with store.transaction() as c:
+        row = c.execute(
+            "SELECT run_id FROM runs WHERE status = 'queued' AND worker_pid IS NULL"
+            " ORDER BY seq LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        now = time.time()
+        c.execute(
+            "UPDATE runs SET worker_pid = ?, worker_started = ?, heartbeat = ?, updated = ?"
+            " WHERE run_id = ?",
+            (pid, started, now, now, row[0]),
+        )
+        return row[0]
+
+
 def process_alive(pid: int, started: float | None) -> bool:
     """Is ``pid`` still the process that was recorded (same start time, not a zombie)?"""
     try:
@@ -169,6 +305,10 @@ def process_alive(pid: int, started: float | None) -> bool:
         return False
     except psutil.AccessDenied:  # someone else's process holds the pid: it exists
         return True
+
+
+def _same_start(recorded: float | None, actual: float | None) -> bool:
+    return recorded is None or actual is None or abs(recorded - actual) <= _CREATE_TIME_TOLERANCE_S
 
 
 def _create_time(pid: int) -> float | None:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import pandas
 
 STORE_FILE = "runs.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 10.0
 
 # The statuses and Run live in run.py; importing them from here works too.
@@ -144,10 +144,26 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (run_id, arm)
 );
 """
+# The warm worker pool (pipelines.runs.pool): one row per pool worker process, written by
+# pipelines.runs.lifecycle. ``started`` is the process's start time (against pid reuse).
+_WORKERS_TABLE = """
+CREATE TABLE IF NOT EXISTS workers (
+    pid INTEGER PRIMARY KEY,
+    started REAL,
+    registered REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    runs_done INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    rss_mb REAL,
+    retire INTEGER NOT NULL DEFAULT 0
+)"""
+_SCHEMA += _WORKERS_TABLE + ";\n"
 # _MIGRATIONS[v - 1] takes a store from schema v to v + 1; rows already stored are kept.
 _MIGRATIONS = [
     # 2: balanced accuracy beside accuracy (older rows have none: NULL).
     "ALTER TABLE metrics ADD COLUMN val_balanced_accuracy REAL",
+    # 3: the warm worker pool's processes.
+    _WORKERS_TABLE,
 ]
 _TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
 
@@ -335,6 +351,15 @@ class RunStore:
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # --- the warm worker pool -----------------------------------------------------------
+
+    def pool_workers(self) -> list[dict[str, Any]]:
+        """The registered pool worker processes (``pid, started, registered, heartbeat,
+        runs_done, run_id, rss_mb, retire``), oldest first, as recorded: whether each is
+        still alive is :func:`pipelines.runs.lifecycle.live_pool_workers`'. Never writes."""
+        rows = self._conn().execute("SELECT * FROM workers ORDER BY registered, pid")
+        return [dict(r) for r in rows]
 
     # --- metrics, events, progress, results ---------------------------------------------
 

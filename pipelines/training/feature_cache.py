@@ -14,6 +14,10 @@ Any data set, subset (``train_per_class``) or split that contains an image reuse
 features. Chunks are ``.npz`` files (read with ``allow_pickle=False``), written atomically
 (temporary file, then rename), so concurrent experiments and crashes never leave a half
 chunk that loads. The folder is ``settings.feature_cache_dir()``; deleting it is safe.
+
+The rows read stay in memory for the life of the process (per cache folder, up to
+``MEMORY_ROWS_MAX`` rows in all), so a warm pool worker (:mod:`pipelines.runs.pool`) reads
+each chunk once and later runs only look for chunks other processes have added since.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from pipelines.backbones.spec import BackboneSpec
 from pipelines.data.dataset import PREPROCESSING_VERSION
 
 CACHE_VERSION = 1
+MEMORY_ROWS_MAX = 200_000  # rows kept in memory across runs (about 1 GB at 1280 floats)
+
+# cache folder -> (chunk file names read, rows): shared by every FeatureCache of the process
+_memory: dict[Path, tuple[set[str], dict[str, np.ndarray]]] = {}
 
 
 @lru_cache(maxsize=16)
@@ -94,12 +102,18 @@ class FeatureCache:
 
     def _load(self) -> dict[str, np.ndarray]:
         if self._rows is None:
-            self._rows = {}
+            seen, self._rows = _memory.get(self.dir, (set(), {}))
+            if sum(len(rows) for _, rows in _memory.values()) > MEMORY_ROWS_MAX:
+                _memory.clear()
+            _memory[self.dir] = (seen, self._rows)
             for chunk in sorted(self.dir.glob("*.npz")):
+                if chunk.name in seen:
+                    continue
                 try:
                     with np.load(chunk, allow_pickle=False) as data:
                         pairs = zip(data["digests"].tolist(), data["features"], strict=True)
                         self._rows.update(pairs)
+                    seen.add(chunk.name)
                 except (OSError, ValueError, KeyError):
                     continue  # an unreadable chunk is a miss, never an error
         return self._rows

@@ -32,7 +32,7 @@ from pipelines.backbones import resolve
 from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.data.pipeline import epoch_order, image_batch
 from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
-from pipelines.training.arms import Arm, PhasePlan
+from pipelines.training.arms import Arm, PhasePlan, StopRequested
 from pipelines.training.config import ExperimentConfig, validate_against
 
 BATCH_LOG_EVERY_S = 0.5  # batch rows at most this often per arm (and at every epoch end)
@@ -58,8 +58,9 @@ def run_experiment(
 ) -> dict:
     """Train ``config``'s arms, writing metrics, events, progress and results to ``store``.
 
-    Returns the summary (also stored). Checks ``should_stop()`` after every batch and, when
-    it says so, returns early with what exists (models and results included). Raises
+    Returns the summary (also stored). Checks ``should_stop()`` after every training batch
+    and before every inference batch (feature, boundary and validation passes) and, when it
+    says so, returns early with what exists (models and results included). Raises
     :class:`UserError` for inputs that can't be trained.
     """
     started = time.perf_counter()
@@ -71,7 +72,12 @@ def run_experiment(
     dataset = _load_data(run_id, config, store, size, artefacts)
 
     # The arms, each checked against its backbone when training needs it loaded now.
-    arms = _make_arms(run_id, config, store, spec, size, dataset)
+    try:
+        arms = _make_arms(run_id, config, store, spec, size, dataset, should_stop)
+    except StopRequested:  # while loading a backbone: nothing trained, nothing to keep
+        summary = {"arms": {}, "stopped": True, "wall_s": round(time.perf_counter() - started, 2)}
+        store.set_summary(run_id, summary)
+        return summary
     writers = _tensorboard_writers(arms, artefacts)
 
     # Feature extraction, then fine-tuning: both arms in lockstep, epoch by epoch.
@@ -123,12 +129,12 @@ def _data_facts(dataset) -> dict:
 
 
 def _make_arms(
-    run_id, config: ExperimentConfig, store, spec, size: int, dataset
+    run_id, config: ExperimentConfig, store, spec, size: int, dataset, should_stop
 ) -> list[_ArmState]:
     """One state per arm in ``config.arms``; refuses what the backbone or data can't take."""
     arms: list[_ArmState] = []
     for name in config.arms:
-        arm = Arm(name, config, spec, size, dataset.num_classes)
+        arm = Arm(name, config, spec, size, dataset.num_classes, should_stop=should_stop)
         if arm.needs_backbone_now():
             store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
             validate_against(
@@ -180,16 +186,22 @@ class _Loop:
         self.last_log = 0.0
 
     def run_phase(self, phase_name: str, epochs: int) -> bool:
-        """Train ``epochs`` epochs of ``phase_name``; False if a stop was requested."""
-        for s in self.arms:
-            self._start_phase(s, _plan(s, phase_name))
-        for _ in range(epochs):
-            if not self._train_epoch(phase_name):
-                self.stopped = True
-                return False
-            self._validate(phase_name)
-            self.epoch += 1
-        return True
+        """Train ``epochs`` epochs of ``phase_name``; False if a stop was requested (after a
+        training batch, or within a feature, boundary or validation pass)."""
+        try:
+            for s in self.arms:
+                self._start_phase(s, _plan(s, phase_name))
+            for _ in range(epochs):
+                if not self._train_epoch(phase_name):
+                    break
+                self._validate(phase_name)
+                self.epoch += 1
+            else:
+                return True
+        except StopRequested:
+            self.store.log_event(self.run_id, "stop requested during an inference pass")
+        self.stopped = True
+        return False
 
     def _start_phase(self, s: _ArmState, plan: PhasePlan) -> None:
         before = s.arm.compute_s
@@ -326,7 +338,8 @@ def _finish(run_id, store, arms, dataset, artefacts: Path, stopped: bool, wall_s
     for s in arms:
         if s.arm.head is None:  # stopped before its first phase began: nothing to keep
             continue
-        store.save_result(run_id, s.arm.name, _arm_result(s, dataset))
+        if s.last_logits is not None or not stopped:  # a stop needn't wait for validation
+            store.save_result(run_id, s.arm.name, _arm_result(s, dataset))
         s.arm.save_weights(artefacts / s.arm.name, dataset.classes)
         summary["arms"][s.arm.name] = _arm_summary(s)
         store.log_event(run_id, f"{s.arm.name} arm: saved the trained weights")
