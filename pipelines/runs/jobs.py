@@ -57,15 +57,18 @@ class JobManager:
             raise UserError("max_running must be at least 1")
         self._children: dict[str, subprocess.Popen] = {}
 
-    def start(self, config: ExperimentConfig) -> str:
-        """Queue a run of ``config``, spawn its worker and return the run id at once.
+    def start(
+        self, config: ExperimentConfig, *, sweep_id: str | None = None, trial: int | None = None
+    ) -> str:
+        """Queue a run of ``config``, spawn its worker and return the run id at once;
+        ``sweep_id``/``trial`` tag it as a trial of a series or sweep.
 
         A config, backbone or data set refused by
         :func:`pipelines.training.preflight.check_experiment` raises :class:`UserError` and
         creates no run."""
         check_experiment(config)
         lifecycle.reap(self.store)
-        run_id = self.store.create_run(config)
+        run_id = self.store.create_run(config, sweep_id=sweep_id, trial=trial)
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG
         package_parent = str(Path(pipelines.__file__).resolve().parent.parent)
         env = {
