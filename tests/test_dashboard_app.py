@@ -535,11 +535,11 @@ def test_explain_page_in_both_languages(app, lang, title, first):
 def test_try_it_opens_the_control_on_the_setup(app):
     at = ok(app().run())
     ok(at.switch_page(EXPLAIN_PAGE).run())
-    [b for b in at.button if "freeze-depth slider" in b.label][0].click()
+    [b for b in at.button if "fine-tuning learning rate" in b.label][0].click()
     ok(at.run())
     assert at.session_state["view"] == "setup"
-    assert any("freeze-depth slider" in i.value for i in at.info)
-    assert widget(at, "slider", "phase2.unfreeze_blocks")
+    assert any("fine-tuning learning rate" in i.value for i in at.info)
+    assert "phase2.lr" in at.session_state and start_button(at)
 
 
 def test_language_switch(app):
