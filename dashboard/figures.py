@@ -575,3 +575,89 @@ def count(n: int) -> str:
     if n >= 1_000:
         return f"{n / 1e3:.1f} k"
     return str(n)
+
+
+DEPTH_LABELS: dict[str, str] = {
+    "depth_x": "blocks taken over (reuse_blocks)",
+    "best_val_accuracy": "best validation accuracy",
+    "best_val_balanced_accuracy": "best validation balanced accuracy",
+    "chance": "chance",
+}
+DATASET_DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def transfer_depth(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str = "best_val_accuracy",
+    labels: Mapping[str, str] | None = None,
+    *,
+    chance: Mapping[str, float] | None = None,
+) -> go.Figure:
+    """Accuracy against the blocks taken over: one line per data set x arm from the rows of
+    :func:`pipelines.runs.series.depth_table`. Arms keep their colours (ImageNet, random);
+    data sets their dash, in order of first appearance (the near one first: solid, the far
+    one dashed). A dotted line per data set marks its chance level: ``chance`` (data set ->
+    value) where given, else, for accuracy, the rows' ``chance_accuracy``. Points without a
+    value yet (a run still queued) are left out. ``labels`` may name data sets too."""
+    lab = {**DEFAULT_LABELS, **DEPTH_LABELS, **(labels or {})}
+    fig = go.Figure()
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    for i, dataset in enumerate(datasets):
+        dash = DATASET_DASHES[i % len(DATASET_DASHES)]
+        name = lab.get(dataset, dataset)
+        for arm in ("imagenet", "random"):
+            points = sorted(
+                (r["reuse_blocks"], r[metric])
+                for r in rows
+                if r["dataset"] == dataset
+                and r["arm"] == arm
+                and r[metric] is not None
+                and r["reuse_blocks"] is not None
+            )
+            if not points:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    name=f"{name} · {lab.get(arm, arm)}",
+                    mode="lines+markers",
+                    line={"color": ARM_COLORS.get(arm, "#495057"), "dash": dash, "width": 2.5},
+                    marker={"size": 8},
+                    hovertemplate=f"{name} · {lab.get(arm, arm)}<br>"
+                    "%{x} blocks: %{y:.1%}<extra></extra>",
+                )
+            )
+        if chance is not None:
+            level = chance.get(dataset)
+        elif metric == "best_val_accuracy":
+            level = next(
+                (
+                    r["chance_accuracy"]
+                    for r in rows
+                    if r["dataset"] == dataset and r["chance_accuracy"] is not None
+                ),
+                None,
+            )
+        else:
+            level = None
+        if level is not None:
+            fig.add_hline(
+                y=level,
+                line_dash="dot",
+                line_color="#868E96",
+                line_width=1.5,
+                annotation_text=f"{lab['chance']} · {name}: {level:.1%}",
+                annotation_position="bottom right",
+                annotation_font={"size": 11, "color": "#495057"},
+            )
+    cuts = sorted({r["reuse_blocks"] for r in rows if r["reuse_blocks"] is not None})
+    fig.update_xaxes(title_text=lab["depth_x"], tickvals=cuts or None)
+    fig.update_yaxes(title_text=lab.get(metric, metric), range=[0, 1.02], tickformat=".0%")
+    fig.update_layout(
+        height=440,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.2, "x": 0},
+        hovermode="closest",
+    )
+    return fig

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.figures import DEFAULT_LABELS
+from dashboard.figures import DEFAULT_LABELS, DEPTH_LABELS
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TEXTS_FILE = ASSETS / "ui_text.json"
@@ -54,7 +54,7 @@ def labels(prefix: str, options) -> dict:
 
 def figure_labels() -> dict[str, str]:
     """The figure builders' texts (``fig.<name>``) in the current language."""
-    return {key: t(f"fig.{key}") for key in DEFAULT_LABELS}
+    return {key: t(f"fig.{key}") for key in (*DEFAULT_LABELS, *DEPTH_LABELS)}
 
 
 @dataclass(frozen=True)

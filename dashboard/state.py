@@ -190,6 +190,54 @@ def start(config: ExperimentConfig) -> str:
         return _jobs(_runs_root()).start(config)
 
 
+def start_near_far() -> str:
+    """Queue the "Near or far" series (the lesson's defaults: both named data sets, every
+    third block of EfficientNet-Lite0, both arms); return its sweep id. Every config is
+    checked before the first run is queued."""
+    from pipelines.runs import series
+
+    configs = series.near_far_configs(
+        series.near_far_base(), series.NEAR_FAR_DATASETS, series.NEAR_FAR_CUTS
+    )
+    with _JOBS_LOCK:
+        sweep_id, _ = series.start_series(_jobs(_runs_root()), configs, series.NEAR_FAR_NAME)
+    return sweep_id
+
+
+def sweep_ids() -> list[str]:
+    """Every series (sweep id) in the store, newest first."""
+    return store().sweep_ids()
+
+
+class SeriesView(NamedTuple):
+    """What the Series chart shows: the table's ``rows``, whether any run is still
+    ``active``, and the balanced-accuracy chance level per data set (1 / classes)."""
+
+    rows: list[dict[str, Any]]
+    active: bool
+    balanced_chance: dict[str, float]
+
+
+def series_view(sweep_id: str) -> SeriesView:
+    """The series' table (:func:`pipelines.runs.series.depth_table`), reaped first, with
+    the best epoch so far of runs still going."""
+    from pipelines.runs.series import depth_table
+
+    s = store()
+    lifecycle.reap(s)
+    runs = s.runs_in_sweep(sweep_id)
+    active = any(r.active for r in runs)
+    best = None
+    if active:
+        best = {m: s.best_val_accuracy(m) for m in ("val_accuracy", "val_balanced_accuracy")}
+    chance = {}
+    for run in runs:
+        classes = (run.summary or {}).get("classes")
+        if classes:
+            chance[str(run.config_dict.get("dataset", ""))] = 1 / len(classes)
+    return SeriesView(depth_table(runs, best), active, chance)
+
+
 def status(run_id: str) -> Run:
     """The run from the store, reaped first; also collects exited workers this server
     started - unless another session is doing that right now: every watching session asks

@@ -16,7 +16,17 @@ import traceback
 
 from pipelines.errors import UserError
 
-COMMANDS = ["backbones", "classify", "data", "train", "runs", "export", "bench", "worker"]
+COMMANDS = [
+    "backbones",
+    "classify",
+    "data",
+    "train",
+    "near-far",
+    "runs",
+    "export",
+    "bench",
+    "worker",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"pipelines.commands.{name}").register(sub)
+        importlib.import_module(f"pipelines.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

@@ -279,6 +279,13 @@ def train(*sets: str, dataset: str = "{tiny}") -> list[str]:
     return argv
 
 
+def near_far(cuts: str = "2,4", datasets: str = "{tiny}", *sets: str) -> list[str]:
+    argv = ["near-far", "--cuts", cuts, "--datasets", datasets]
+    for item in (*TINY, "phase2.epochs=0", *sets):
+        argv += ["--set", item]
+    return argv
+
+
 def classify(backbone: str = "efficientnet_lite0", image: str = "{x}") -> list[str]:
     return ["classify", "--backbone", backbone, image]
 
@@ -557,6 +564,32 @@ CASES = [
         "has no chest-xray-pneumonia/ folder, and no download exists for it",
         env={"DATASETS_DIR": "{tmp}/allowed"},
     ),
+    # The near-or-far series: every config is checked before the first run exists.
+    Case(
+        "near-far-unknown-dataset",
+        None,
+        near_far(datasets="{tiny},no_such_set"),
+        "datasets: unknown data set 'no_such_set'; name one of horses_or_humans, "
+        "chest_xray_pneumonia, or a folder or .zip of images",
+    ),
+    Case(
+        "near-far-cut-beyond-the-blocks",
+        None,
+        near_far(cuts="3,19"),
+        "reuse_blocks: 19 is more than efficientnet_lite0's 18 blocks",
+    ),
+    Case("near-far-cut-zero", None, near_far(cuts="0,3"), "reuse_blocks: must be at least 1"),
+    Case("near-far-no-cuts", None, near_far(cuts=","), "cuts: give at least one cut point"),
+    Case("near-far-no-datasets", None, near_far(datasets=" "), "give at least one data set"),
+    Case("near-far-cut-not-a-number", None, near_far(cuts="3,six"), "--cuts: give whole numbers"),
+    Case(
+        "near-far-missing-folder",
+        None,
+        near_far(datasets="{tmp}/nowhere"),
+        "no folder or zip at",
+        subprocess=True,
+    ),
+    Case("near-far-bad-set", None, near_far("3", "{tiny}", "dropout=1"), "dropout: must be"),
     Case("dropout-one", None, train("dropout=1"), "dropout: must be at least 0 and below 1"),
     Case("unknown-arm", None, train("arms=cats"), "unknown arm 'cats'"),
     Case("no-arms", None, train("arms="), "choose at least one of imagenet, random"),

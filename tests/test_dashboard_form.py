@@ -198,7 +198,7 @@ def test_format_fields_match_between_languages():
 
 
 def test_explanations_cover_the_seminar_concepts_in_both_languages():
-    controls = {"arms", "phase2.epochs", "phase2.lr", "reuse_blocks", "layer_map"}
+    controls = {"arms", "phase2.epochs", "phase2.lr", "near_far", "layer_map"}
     for language in i18n.LANGS:
         intro, sections = i18n.explanations(language)
         assert intro and len(sections) >= 5
@@ -273,8 +273,9 @@ def test_explanations_say_what_the_seminar_says(language):
     whole = " ".join(" ".join(f"{s.title}. {s.body}".split()) for s in sections)
     for pattern in INVERTED:
         assert not re.search(pattern, whole, re.IGNORECASE), (language, pattern)
-    far = next(s for s in sections if s.control == "reuse_blocks")
-    assert far.control == "reuse_blocks"  # its button goes to the cut-point control
+    far = next(s for s in sections if s.control == "near_far")
+    assert "How many layers" in far.title or "Wie viele Schichten" in far.title
+    # its button goes to the "Near or far" preset, the series that measures the claim
 
 
 def test_ui_help_texts_do_not_invert_the_lesson():

@@ -22,7 +22,7 @@ import pipelines.runs.store as store_module
 from pipelines.errors import UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.run import Run
-from pipelines.runs.store import EPOCH_COLUMNS, RunStore
+from pipelines.runs.store import EPOCH_COLUMNS, SCHEMA_VERSION, RunStore
 from pipelines.training.config import ExperimentConfig
 from tests.conftest_store import fill_run, tiny_config
 
@@ -77,6 +77,8 @@ def test_a_schema_1_store_gains_balanced_accuracy_and_keeps_its_rows(store: RunS
     store.log_epoch(run_id, "imagenet", "feature_extraction", 0, 0.5, 0.8, 0.4, 0.9, 1.0, 10.0)
     conn = sqlite3.connect(store.path, isolation_level=None)
     conn.execute("ALTER TABLE metrics DROP COLUMN val_balanced_accuracy")  # as schema 1 was
+    conn.execute("ALTER TABLE runs DROP COLUMN sweep_id")
+    conn.execute("ALTER TABLE runs DROP COLUMN trial")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     store.close()
@@ -89,6 +91,47 @@ def test_a_schema_1_store_gains_balanced_accuracy_and_keeps_its_rows(store: RunS
     version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
     assert version == store_module.SCHEMA_VERSION  # every migration ran
     assert reopened.pool_workers() == []  # 3: the warm pool's table
+    assert reopened.get_run(run_id).sweep_id is None
+
+
+def test_a_schema_2_store_gains_sweep_tags_and_keeps_its_rows(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.log_epoch(
+        run_id, "imagenet", "feature_extraction", 0, 0.5, 0.8, 0.4, 0.9, 1.0, 10.0, 0.85
+    )
+    store.set_summary(run_id, {"image_size": 224})
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("ALTER TABLE runs DROP COLUMN sweep_id")  # as schema 2 was
+    conn.execute("ALTER TABLE runs DROP COLUMN trial")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    store.close()
+    reopened = RunStore(store.root)
+    run = reopened.get_run(run_id)
+    assert run.sweep_id is None and run.trial is None  # outside any series: NULL
+    assert run.summary == {"image_size": 224} and run.config == ExperimentConfig()
+    rows = reopened.curves(run_id)
+    assert rows["val_accuracy"].tolist() == [0.9]
+    assert rows["val_balanced_accuracy"].tolist() == [0.85]
+    tagged = reopened.create_run(ExperimentConfig(), sweep_id="series-1", trial=0)
+    assert [r.run_id for r in reopened.runs_in_sweep("series-1")] == [tagged]
+    assert reopened.get_run(tagged).trial == 0
+    version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 4
+
+
+def test_runs_in_sweep_in_trial_order_and_sweep_ids_newest_first(store: RunStore) -> None:
+    store.create_run(ExperimentConfig())  # outside any sweep
+    b1 = store.create_run(ExperimentConfig(), sweep_id="a", trial=1)
+    a0 = store.create_run(ExperimentConfig(), sweep_id="a", trial=0)
+    b0 = store.create_run(ExperimentConfig(), sweep_id="b", trial=0)
+    assert [r.run_id for r in store.runs_in_sweep("a")] == [a0, b1]
+    assert [r.run_id for r in store.runs_in_sweep("b")] == [b0]
+    assert store.runs_in_sweep("none") == []
+    assert store.sweep_ids() == ["b", "a"]
+    assert store.get_run(b1).to_dict()["sweep_id"] == "a"
+    with pytest.raises(ValueError, match="sweep_id"):
+        store.create_run(ExperimentConfig(), trial=3)
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -133,6 +176,8 @@ def test_run_total_epochs_and_to_dict_round_trip(store: RunStore) -> None:
         "error",
         "summary",
         "progress",
+        "sweep_id",
+        "trial",
     ]
     assert json.loads(json.dumps(data)) == data  # JSON-ready
     assert data["config"] == run.config.to_dict()

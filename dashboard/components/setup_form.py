@@ -110,6 +110,17 @@ def _start() -> None:
     st.query_params["run"] = run_id
 
 
+def _start_near_far() -> None:
+    """The "Near or far" preset: queue the whole series and show it on the Runs page."""
+    sweep_id, error = state.attempt(state.start_near_far)
+    if error is not None:
+        st.session_state["start_error"] = error
+        return
+    st.session_state["series"] = sweep_id
+    st.session_state["series_started"] = sweep_id
+    st.switch_page("views/runs.py")
+
+
 def _checked_start() -> str:
     config = form.config_from_values(st.session_state)
     _cross_check(config)
@@ -143,6 +154,13 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
                 on_click=_apply_preset,
                 args=(name, ids),
             )
+        if st.button(
+            t("preset.near_far"),
+            key="preset.near_far",
+            help=t("preset.near_far.help"),
+            icon=":material/stacked_line_chart:",
+        ):
+            _start_near_far()
     config, problem = state.attempt(form.config_from_values, st.session_state)
     if problem is not None and report is None and problem.startswith("dataset:"):
         problem = None  # the data section says what is missing

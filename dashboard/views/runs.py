@@ -1,9 +1,11 @@
 """Runs page: every experiment in a table; select some to overlay their curves, open one
-(reattach to a running experiment), or delete them after a confirmation."""
+(reattach to a running experiment), or delete them after a confirmation; below, the
+series of runs (the "Near or far" preset) as one chart each."""
 
 import streamlit as st
 
 from dashboard import figures, history, state
+from dashboard.components import series
 from dashboard.i18n import figure_labels, labels, t
 
 METRICS = ("val_accuracy", "val_balanced_accuracy", "val_loss", "accuracy", "loss")
@@ -135,3 +137,5 @@ else:
             ),
             config={"displaylogo": False},
         )
+
+series.render()

@@ -143,6 +143,16 @@ def check_source(dataset: str = DEFAULT_DATASET, *, data_root: Path | None = Non
         raise UserError(f"{path.name} is not a readable zip file ({e})") from None
 
 
+def known_here(dataset: str, *, data_root: Path | None = None) -> bool:
+    """Whether ``dataset`` is a named data set or a folder/zip found here (confined as
+    :func:`resolve_source` confines it) - not a TFDS name that only a download would tell.
+    :class:`UserError` for a path that is neither (as :func:`check_source` says)."""
+    name = str(dataset).strip()
+    if not name:
+        return False
+    return named(name) is not None or _locate(name, _data_root(data_root)) is not None
+
+
 def _data_root(data_root: Path | None) -> Path | None:
     root = Path(data_root).expanduser() if data_root is not None else settings.datasets_dir()
     return root.absolute() if root is not None else None

@@ -85,9 +85,12 @@ class JobManager:
         """Ask every pool worker to exit once its current run has ended; the count."""
         return lifecycle.retire_pool_workers(self.store)
 
-    def start(self, config: ExperimentConfig) -> str:
+    def start(
+        self, config: ExperimentConfig, *, sweep_id: str | None = None, trial: int | None = None
+    ) -> str:
         """Queue a run of ``config`` and return the run id at once: a live pool's worker
-        takes it, else a worker process spawned for it alone.
+        takes it, else a worker process spawned for it alone. ``sweep_id``/``trial`` tag it
+        as a trial of a series or sweep.
 
         A config, backbone or data set refused by
         :func:`pipelines.training.preflight.check_experiment` raises :class:`UserError` and
@@ -96,7 +99,7 @@ class JobManager:
         lifecycle.reap(self.store)
         if self.warm_workers:
             self.ensure_pool()
-        run_id = self.store.create_run(config)
+        run_id = self.store.create_run(config, sweep_id=sweep_id, trial=trial)
         if pool.live(self.store):
             return run_id  # the oldest unclaimed queued run goes to the next free pool worker
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG

@@ -43,6 +43,8 @@ class Run:
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # per arm
     config_dict: dict[str, Any] = field(default_factory=dict)  # as stored
     config_problem: str | None = None  # why ``config`` is None
+    sweep_id: str | None = None  # the series or sweep it belongs to, if any
+    trial: int | None = None  # its number within that series or sweep
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Run:
@@ -67,11 +69,14 @@ class Run:
             progress=data.get("progress") or {},
             config_dict=config_dict,
             config_problem=problem,
+            sweep_id=data.get("sweep_id"),
+            trial=data.get("trial"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``run_id, created, updated, status, config`` (as stored), ``worker_pid,
-        worker_started, heartbeat, stop_requested, error, summary, progress``."""
+        worker_started, heartbeat, stop_requested, error, summary, progress, sweep_id, trial``
+        (the last two None for a run outside any series or sweep)."""
         return {
             "run_id": self.run_id,
             "created": self.created,
@@ -85,6 +90,8 @@ class Run:
             "error": self.error,
             "summary": self.summary,
             "progress": self.progress,
+            "sweep_id": self.sweep_id,
+            "trial": self.trial,
         }
 
     @property

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import pandas
 
 STORE_FILE = "runs.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 10.0
 
 # The statuses and Run live in run.py; importing them from here works too.
@@ -100,7 +100,9 @@ CREATE TABLE IF NOT EXISTS runs (
     heartbeat REAL,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     error TEXT,
-    summary TEXT
+    summary TEXT,
+    sweep_id TEXT,
+    trial INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -164,6 +166,8 @@ _MIGRATIONS = [
     "ALTER TABLE metrics ADD COLUMN val_balanced_accuracy REAL",
     # 3: the warm worker pool's processes.
     _WORKERS_TABLE,
+    # 4: a run may belong to a series/sweep (its id) as its trial number (older runs: NULL).
+    "ALTER TABLE runs ADD COLUMN sweep_id TEXT; ALTER TABLE runs ADD COLUMN trial INTEGER",
 ]
 _TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
 
@@ -233,8 +237,10 @@ class RunStore:
                     if statement.strip():
                         c.execute(statement)
                 # A new file (version 0) has the latest tables already.
-                for sql in _MIGRATIONS[version - 1 :] if version else []:
-                    c.execute(sql)
+                for step in _MIGRATIONS[version - 1 :] if version else []:
+                    for sql in step.split(";"):
+                        if sql.strip():
+                            c.execute(sql)
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -286,9 +292,19 @@ class RunStore:
 
     # --- runs ---------------------------------------------------------------------------
 
-    def create_run(self, config: ExperimentConfig, status: str = "queued") -> str:
-        """Add a run with ``config`` and return its id (``YYYYMMDD-HHMMSS-xxxx``)."""
+    def create_run(
+        self,
+        config: ExperimentConfig,
+        status: str = "queued",
+        *,
+        sweep_id: str | None = None,
+        trial: int | None = None,
+    ) -> str:
+        """Add a run with ``config`` and return its id (``YYYYMMDD-HHMMSS-xxxx``);
+        ``sweep_id``/``trial`` tag it as trial number ``trial`` of a series or sweep."""
         _check_status(status)
+        if trial is not None and sweep_id is None:
+            raise ValueError("a trial number needs a sweep_id")
         data = _dumps(config.to_dict())
         while True:
             now = time.time()
@@ -296,9 +312,9 @@ class RunStore:
             run_id += secrets.token_hex(2)
             try:
                 self._write(
-                    "INSERT INTO runs (run_id, created, updated, status, config)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (run_id, now, now, status, data),
+                    "INSERT INTO runs (run_id, created, updated, status, config, sweep_id,"
+                    " trial) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, now, now, status, data, sweep_id, trial),
                 )
                 return run_id
             except sqlite3.IntegrityError:  # the same id within one second: draw again
@@ -325,6 +341,24 @@ class RunStore:
         )
         progress = self._progress([r["run_id"] for r in rows]) if rows else {}
         return [_run(r, progress.get(r["run_id"], {})) for r in rows]
+
+    def runs_in_sweep(self, sweep_id: str) -> list[Run]:
+        """The runs tagged with ``sweep_id``, in trial order (then creation). Never writes."""
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM runs WHERE sweep_id = ? ORDER BY trial, seq", (sweep_id,))
+            .fetchall()
+        )
+        progress = self._progress([r["run_id"] for r in rows]) if rows else {}
+        return [_run(r, progress.get(r["run_id"], {})) for r in rows]
+
+    def sweep_ids(self) -> list[str]:
+        """Every sweep id with at least one run, newest (latest-created run) first."""
+        rows = self._conn().execute(
+            "SELECT sweep_id FROM runs WHERE sweep_id IS NOT NULL"
+            " GROUP BY sweep_id ORDER BY MAX(seq) DESC"
+        )
+        return [r[0] for r in rows]
 
     def set_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._write(
