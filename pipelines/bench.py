@@ -1,30 +1,51 @@
 """``python -m pipelines bench``: the engine against the plain TF Hub recipe, in one run.
 
-Every measurement is a fresh process, the plain recipe's and the engine's alike, started
-back to back on the same data (Horses or Humans), backbone (the built-in's SavedModel path
-from ``python -m pipelines backbones --json``), image size, batch size and epochs. Wall time
-runs from process start to exit; peak memory is the largest sum of RSS over the process
-tree, sampled every 50 ms. Ratios are engine / plain, so smaller is better.
+Every measurement is a fresh process, the plain recipe's and the engine's alike, on the same
+data (Horses or Humans unless ``dataset`` says otherwise), backbone (the built-in's SavedModel
+path from ``python -m pipelines backbones --json``), image size, batch size and epochs. Every
+engine figure is wall time as a user meets it, everything included (batches, store writes,
+progress, TensorBoard, loading, building the backbone, caches):
 
-=========================  ===========================================================
-ratio                      measured as
-=========================  ===========================================================
-feature_extraction_cold    engine wall, empty feature cache / plain frozen wall
-feature_extraction_warm    the same engine run again (warm cache) / plain frozen wall
-finetune_epoch             engine's fine-tuning phase time per epoch (the one-off bottom
-                           pass included) / plain frozen time per epoch
-scratch_epoch              engine ``scratch`` random arm, last epoch / plain
-                           ``--mode scratch``, last epoch
-memory                     engine experiment with both arms, peak RSS / plain frozen peak
-=========================  ===========================================================
+==============================  ======================================================
+figure                          measured as (engine / plain; smaller is better)
+==============================  ======================================================
+feature_extraction_cold_ratio   engine ``train`` process start to exit, empty caches /
+                                plain frozen process start to exit
+feature_extraction_warm_ratio   the same engine run again (warm feature cache) / the same
+                                plain wall
+finetune_epoch_ratio            engine fine-tuning run (no feature-extraction epochs,
+                                empty caches): the run's first event in the store (the
+                                worker has imported TensorFlow) to its last fine-tuning
+                                epoch row, over the seminar preset's fine-tuning epochs:
+                                loading, splitting, building the backbone and the bottom
+                                pass spread over them / plain frozen wall seconds per epoch
+finetune_epoch_warm_ratio       the same fine-tuning run again (boundary cache on disk)
+scratch_epoch_ratio             engine ``scratch`` random arm, wall between its last two
+                                epoch rows / plain ``--mode scratch``, last epoch
+memory_ratio                    engine experiment with both arms, peak RSS of the process
+                                tree / plain frozen peak
+start_to_first_epoch_s          seconds (not a ratio): submitting the warm feature-
+                                extraction run (:func:`submit_for_first_epoch`) to its
+                                first epoch row in the store
+==============================  ======================================================
+
+Each figure comes from ``repeats`` interleaved repetitions (engine, plain, plain, engine,
+engine, plain, ...: the side that goes first alternates, so neither warms the page cache for
+the other). A ratio is taken within each repetition; the report gives the median over the
+repetitions under the figure's own key and ``spread[figure] = [min, max]``. The
+feature-extraction figures are valid only if every engine run behind them reaches the
+accuracy target (0.99 on Horses or Humans); ``valid`` and ``messages`` say which are not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +61,19 @@ from pipelines.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASELINE = REPO.parent / "shared" / "bench" / "plain_keras_baseline.py"
+DEFAULT_DATASET = "horses_or_humans"
+ACCURACY_TARGETS = {DEFAULT_DATASET: 0.99}  # feature extraction, as the README's table says
+FIGURES = (
+    "feature_extraction_cold_ratio",
+    "feature_extraction_warm_ratio",
+    "finetune_epoch_ratio",
+    "finetune_epoch_warm_ratio",
+    "scratch_epoch_ratio",
+    "memory_ratio",
+    "start_to_first_epoch_s",
+)
+ACCURACY_FIGURES = ("feature_extraction_cold_ratio", "feature_extraction_warm_ratio")
+FINETUNE_BLOCKS = 2  # the seminar preset's depth (ExperimentConfig().phase2.unfreeze_blocks)
 
 
 def _measure(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
@@ -82,16 +116,65 @@ def _measure(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
 
 
 def _engine(sets: list[str], env: dict[str, str], timeout: float) -> dict:
+    """``python -m pipelines train --json`` with ``sets``, measured; with its run's summary,
+    epoch rows (``time``: when each was written) and the time of its first event."""
     cmd = [sys.executable, "-m", "pipelines", "train", "--json"]
     for s in sets:
         cmd += ["--set", s]
     result = _measure(cmd, env, timeout)
     from pipelines.runs.store import RunStore
 
-    run = RunStore(Path(env["RUNS_DIR"])).get_run(result["out"]["run_id"])
+    store = RunStore(Path(env["RUNS_DIR"]))
+    run = store.get_run(result["out"]["run_id"])
     result["summary"] = run.summary
-    result["curves"] = RunStore(Path(env["RUNS_DIR"])).curves(run.run_id).to_dict("records")
+    result["curves"] = store.curves(run.run_id).to_dict("records")
+    result["first_event_time"] = store.events(run.run_id)[0]["time"]
+    store.close()
     return result
+
+
+def submit_for_first_epoch(sets: list[str], env: dict[str, str], timeout: float) -> dict:
+    """THE WARM-START HOOK: submit a run of ``sets`` the way the dashboard's Start does and
+    return ``{"start_to_first_epoch_s", "start_to_completed_s"}``, measured from the moment
+    of submitting to the first epoch row's and the run's end's time in the store.
+
+    Today this is :meth:`JobManager.start` (a fresh worker process per run). Once the warm
+    worker pool exists, switch this one function to submit through the pool."""
+    from pipelines.runs.jobs import JobManager
+    from pipelines.runs.store import RunStore
+    from pipelines.training.config import ExperimentConfig
+    from pipelines.training.preflight import check_experiment
+
+    config = ExperimentConfig().with_overrides(sets)
+    with _environ(env):
+        check_experiment(config)  # its imports, once, as in a dashboard already serving
+        store = RunStore(Path(env["RUNS_DIR"]))
+        jobs = JobManager(store)
+        submitted = time.time()
+        run_id = jobs.start(config)
+        run = jobs.wait(run_id, timeout=timeout)
+    rows = store.curves(run_id)
+    store.close()
+    if run.status != "completed" or rows.empty:
+        raise UserError(f"benchmark step failed: the submitted run {run_id} ended {run.status}")
+    return {
+        "start_to_first_epoch_s": round(float(rows["time"].iloc[0]) - submitted, 3),
+        "start_to_completed_s": round(run.updated - submitted, 3),
+        "val_accuracy": run.summary["arms"]["imagenet"]["final_val_accuracy"],
+    }
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]):
+    """``os.environ`` set to ``env`` for the duration (the job manager passes it on)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def machine() -> str:
@@ -107,28 +190,52 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
+def cores() -> dict:
+    """The machine's cores and the ones this process may use (its CPU affinity)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return {"cpu_count": os.cpu_count(), "affinity": usable}
+
+
+def seminar_finetune_epochs() -> int:
+    """The fine-tuning epochs of the seminar preset (the config's defaults): 2."""
+    from pipelines.training.config import ExperimentConfig
+
+    return ExperimentConfig().phase2.epochs
+
+
 def run_bench(
     *,
     baseline: Path = DEFAULT_BASELINE,
+    dataset: str = DEFAULT_DATASET,
     image_size: int = 224,
     epochs: int = 5,
     batch_size: int = 32,
-    finetune_epochs: int = 3,
+    finetune_epochs: int | None = None,
     scratch_epochs: int = 2,
     train_per_class: int | None = None,
+    repeats: int = 3,
+    accuracy_target: float | None = None,
     timeout: float = 1800,
     say=lambda message: None,
 ) -> dict:
-    """Run every measurement and return the numbers behind each ratio."""
+    """Run every measurement ``repeats`` times, interleaved, and report the medians."""
     from pipelines.data import resolve_source
 
-    # The plain recipe, the data set and a scratch folder for runs and caches.
+    if repeats < 1:
+        raise UserError(f"--repeats must be at least 1, not {repeats}")
     if not baseline.is_file():
         raise UserError(
             f"the plain recipe {baseline} is missing; give its path with --baseline "
             "(it ships in shared/bench/ beside the repository)"
         )
-    data = resolve_source("horses_or_humans").root
+    if finetune_epochs is None:
+        finetune_epochs = seminar_finetune_epochs()
+    if accuracy_target is None:
+        accuracy_target = ACCURACY_TARGETS.get(dataset)
+    data = resolve_source(dataset).root
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     env = _environment(work)
     if train_per_class:  # the smoke test's tiny version: a subset folder for both sides
@@ -139,67 +246,38 @@ def run_bench(
     bench = _Bench(
         baseline, _builtin_handle(env, timeout), data, image_size, batch_size, env, timeout
     )
-    fe_sets = bench.feature_extraction_sets(epochs)
+    plan = _Plan(epochs, finetune_epochs, scratch_epochs)
 
-    # The measurements, each a fresh process, back to back.
-    say("plain recipe, frozen")
-    plain_frozen = bench.plain("frozen", epochs)
-    say("engine, feature extraction, cold cache")
-    cold = bench.engine(fe_sets)
-    say("engine, feature extraction, warm cache")
-    warm = bench.engine(fe_sets)
-    say("engine, fine-tuning the top 2 blocks")
-    ft = bench.engine(
-        [
-            *fe_sets[:-2],
-            "phase1.epochs=1",
-            f"phase2.epochs={finetune_epochs}",
-            "phase2.unfreeze_blocks=2",
-        ]
-    )
-    say("plain recipe, scratch")
-    plain_scratch = bench.plain("scratch", scratch_epochs)
-    say("engine, random arm from scratch")
-    scratch = bench.engine(
-        [
-            *fe_sets[:2],
-            "arms=random",
-            "random_policy=scratch",
-            *bench.size_sets(),
-            f"phase1.epochs={scratch_epochs}",
-            "phase2.epochs=0",
-        ]
-    )
-    say("engine, both arms (memory), fresh feature cache")
-    both = bench.engine(
-        [
-            bench.dataset_set(),
-            *bench.size_sets(),
-            f"phase1.epochs={epochs}",
-            "phase2.epochs=2",
-            "phase2.unfreeze_blocks=2",
-        ],
-        env={**env, "FEATURE_CACHE_DIR": str(work / "features-memory")},
-    )
+    # Repetitions: engine then plain, plain then engine, ... each with its own empty caches.
+    reps = []
+    for i in range(repeats):
+        engine_first = i % 2 == 0
+        rep: dict = {}
+        for side in ("engine", "plain") if engine_first else ("plain", "engine"):
+            say(f"repetition {i + 1}/{repeats}: {side}")
+            if side == "engine":
+                rep.update(bench.engine_side(plan, work / f"rep{i}", say))
+            else:
+                rep.update(bench.plain_side(plan, say))
+        rep["engine_first"] = engine_first
+        reps.append(rep)
 
-    # The ratios and the numbers behind them.
+    # The medians, their spread and the numbers behind them.
     return _report(
         {
             "backbone": "efficientnet_lite0",
+            "dataset": dataset,
             "image_size": image_size,
             "batch_size": batch_size,
             "epochs": epochs,
             "finetune_epochs": finetune_epochs,
+            "finetune_blocks": FINETUNE_BLOCKS,
             "scratch_epochs": scratch_epochs,
-            "train_images": plain_frozen["out"]["train_images"],
+            "train_images": reps[0]["plain_frozen"]["out"]["train_images"],
+            "repeats": repeats,
+            "accuracy_target": accuracy_target,
         },
-        plain_frozen=plain_frozen,
-        plain_scratch=plain_scratch,
-        cold=cold,
-        warm=warm,
-        ft=ft,
-        scratch=scratch,
-        both=both,
+        reps,
     )
 
 
@@ -218,6 +296,13 @@ def _builtin_handle(env: dict[str, str], timeout: float) -> str:
     """The built-in efficientnet_lite0's SavedModel path, as ``backbones --json`` lists it."""
     listed = _measure([sys.executable, "-m", "pipelines", "backbones", "--json"], env, timeout)
     return next(r["handle"] for r in listed["out"] if r["id"] == "efficientnet_lite0")
+
+
+@dataclass
+class _Plan:
+    epochs: int
+    finetune_epochs: int
+    scratch_epochs: int
 
 
 @dataclass
@@ -240,9 +325,58 @@ class _Bench:
         cmd += ["--scale", "minus1_1"]
         return _measure(cmd, self.env, self.timeout)
 
-    def engine(self, sets: list[str], env: dict[str, str] | None = None) -> dict:
-        """``python -m pipelines train`` with ``sets``, measured, with its run's curves."""
-        return _engine(sets, env or self.env, self.timeout)
+    def plain_side(self, plan: _Plan, say) -> dict:
+        say("plain recipe, frozen")
+        frozen = self.plain("frozen", plan.epochs)
+        say("plain recipe, scratch")
+        return {"plain_frozen": frozen, "plain_scratch": self.plain("scratch", plan.scratch_epochs)}
+
+    def engine(self, sets: list[str], features: Path) -> dict:
+        """``python -m pipelines train`` with ``sets`` and its caches in ``features``."""
+        return _engine(sets, {**self.env, "FEATURE_CACHE_DIR": str(features)}, self.timeout)
+
+    def engine_side(self, plan: _Plan, rep: Path, say) -> dict:
+        """One repetition of every engine measurement, each group on its own empty caches."""
+        fe_sets = self.feature_extraction_sets(plan.epochs)
+        ft_sets = [
+            *fe_sets[:-2],
+            "phase1.epochs=0",
+            f"phase2.epochs={plan.finetune_epochs}",
+            f"phase2.unfreeze_blocks={FINETUNE_BLOCKS}",
+        ]
+        scratch_sets = [
+            self.dataset_set(),
+            "backbone=efficientnet_lite0",
+            "arms=random",
+            "random_policy=scratch",
+            *self.size_sets(),
+            f"phase1.epochs={plan.scratch_epochs}",
+            "phase2.epochs=0",
+        ]
+        both_sets = [
+            self.dataset_set(),
+            *self.size_sets(),
+            f"phase1.epochs={plan.epochs}",
+            f"phase2.epochs={seminar_finetune_epochs()}",
+            f"phase2.unfreeze_blocks={FINETUNE_BLOCKS}",
+        ]
+        out = {}
+        say("engine, feature extraction, cold cache")
+        out["cold"] = self.engine(fe_sets, rep / "features")
+        say("engine, feature extraction, warm cache")
+        out["warm"] = self.engine(fe_sets, rep / "features")
+        say("engine, submitted run on the warm cache, to its first epoch")
+        env = {**self.env, "FEATURE_CACHE_DIR": str(rep / "features")}
+        out["submitted"] = submit_for_first_epoch(fe_sets, env, self.timeout)
+        say(f"engine, fine-tuning the top {FINETUNE_BLOCKS} blocks, cold cache")
+        out["ft"] = self.engine(ft_sets, rep / "features-finetune")
+        say(f"engine, fine-tuning the top {FINETUNE_BLOCKS} blocks, boundary on disk")
+        out["ft_warm"] = self.engine(ft_sets, rep / "features-finetune")
+        say("engine, random arm from scratch")
+        out["scratch"] = self.engine(scratch_sets, rep / "features-scratch")
+        say("engine, both arms (memory), cold cache")
+        out["both"] = self.engine(both_sets, rep / "features-memory")
+        return out
 
     def dataset_set(self) -> str:
         return f"dataset={self.data}"
@@ -262,63 +396,147 @@ class _Bench:
         ]
 
 
-def _report(
-    bench_settings: dict,
-    *,
-    plain_frozen: dict,
-    plain_scratch: dict,
-    cold: dict,
-    warm: dict,
-    ft: dict,
-    scratch: dict,
-    both: dict,
-) -> dict:
-    """The ratios (engine / plain) and the seconds, megabytes and accuracies behind them."""
+def epoch_walls(result: dict, phase: str | None = None, arm: str | None = None) -> list[float]:
+    """Wall seconds of each epoch as the store saw them: between consecutive epoch rows of
+    ``arm`` in ``phase`` (None: any), the first from the run's first event (everything
+    before it: loading, building, caches)."""
+    rows = [
+        r
+        for r in result["curves"]
+        if (phase is None or r["phase"] == phase) and (arm is None or r["arm"] == arm)
+    ]
+    times = [result["first_event_time"], *(float(r["time"]) for r in rows)]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def _rep_figures(rep: dict) -> dict:
+    """One repetition's figures (ratios within the repetition) and the seconds behind them."""
+    plain_frozen, plain_scratch = rep["plain_frozen"], rep["plain_scratch"]
     plain_epochs = plain_frozen["out"]["epoch_s"]
     plain_epoch = sum(plain_epochs) / len(plain_epochs)
-    ft_prep = ft["summary"]["arms"]["imagenet"]["prep_s"].get("fine_tuning", 0.0)
-    ft_epochs = [r["epoch_s"] for r in ft["curves"] if r["phase"] == "fine_tuning"]
-    ft_per_epoch = (ft_prep + sum(ft_epochs)) / len(ft_epochs)
-    scratch_epoch = [r["epoch_s"] for r in scratch["curves"]][-1]
+    ft_epochs = epoch_walls(rep["ft"], "fine_tuning")
+    ft_warm_epochs = epoch_walls(rep["ft_warm"], "fine_tuning")
+    ft_per_epoch = sum(ft_epochs) / len(ft_epochs)
+    ft_warm_per_epoch = sum(ft_warm_epochs) / len(ft_warm_epochs)
+    scratch_epochs = epoch_walls(rep["scratch"], arm="random")
     plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]
+    figures = {
+        "feature_extraction_cold_ratio": rep["cold"]["wall_s"] / plain_frozen["wall_s"],
+        "feature_extraction_warm_ratio": rep["warm"]["wall_s"] / plain_frozen["wall_s"],
+        "finetune_epoch_ratio": ft_per_epoch / plain_epoch,
+        "finetune_epoch_warm_ratio": ft_warm_per_epoch / plain_epoch,
+        "scratch_epoch_ratio": scratch_epochs[-1] / plain_scratch_epoch,
+        "memory_ratio": rep["both"]["peak_rss_mb"] / plain_frozen["peak_rss_mb"],
+        "start_to_first_epoch_s": rep["submitted"]["start_to_first_epoch_s"],
+    }
+    seconds = {
+        "plain_frozen_wall": plain_frozen["wall_s"],
+        "plain_frozen_epochs": plain_epochs,
+        "plain_frozen_per_epoch": plain_epoch,
+        "engine_cold_wall": rep["cold"]["wall_s"],
+        "engine_warm_wall": rep["warm"]["wall_s"],
+        "engine_finetune_prep": rep["ft"]["summary"]["arms"]["imagenet"]["prep_s"].get(
+            "fine_tuning", 0.0
+        ),
+        "engine_finetune_epochs": ft_epochs,
+        "engine_finetune_per_epoch": ft_per_epoch,
+        "engine_finetune_warm_epochs": ft_warm_epochs,
+        "engine_finetune_warm_per_epoch": ft_warm_per_epoch,
+        "plain_scratch_epochs": plain_scratch["out"]["epoch_s"],
+        "engine_scratch_epochs": scratch_epochs,
+        "engine_submitted_to_completed": rep["submitted"]["start_to_completed_s"],
+    }
+    megabytes = {
+        "plain_frozen_peak_rss": plain_frozen["peak_rss_mb"],
+        "engine_both_arms_peak_rss": rep["both"]["peak_rss_mb"],
+        "engine_cold_peak_rss": rep["cold"]["peak_rss_mb"],
+    }
 
-    def final_accuracy(result: dict, arm: str = "imagenet"):
+    def final(result: dict, arm: str = "imagenet"):
         return result["summary"]["arms"][arm]["final_val_accuracy"]
 
-    return {
-        "machine": machine(),
-        "settings": bench_settings,
-        "feature_extraction_cold_ratio": round(cold["wall_s"] / plain_frozen["wall_s"], 3),
-        "feature_extraction_warm_ratio": round(warm["wall_s"] / plain_frozen["wall_s"], 3),
-        "finetune_epoch_ratio": round(ft_per_epoch / plain_epoch, 3),
-        "scratch_epoch_ratio": round(scratch_epoch / plain_scratch_epoch, 3),
-        "memory_ratio": round(both["peak_rss_mb"] / plain_frozen["peak_rss_mb"], 3),
-        "imagenet_val_accuracy": final_accuracy(cold),
-        "seconds": {
-            "plain_frozen_wall": plain_frozen["wall_s"],
-            "plain_frozen_epochs": plain_epochs,
-            "engine_cold_wall": cold["wall_s"],
-            "engine_warm_wall": warm["wall_s"],
-            "engine_finetune_prep": ft_prep,
-            "engine_finetune_epochs": [round(e, 2) for e in ft_epochs],
-            "engine_finetune_per_epoch": round(ft_per_epoch, 2),
-            "plain_scratch_epochs": plain_scratch["out"]["epoch_s"],
-            "engine_scratch_epochs": [round(r["epoch_s"], 2) for r in scratch["curves"]],
-        },
-        "megabytes": {
-            "plain_frozen_peak_rss": plain_frozen["peak_rss_mb"],
-            "engine_both_arms_peak_rss": both["peak_rss_mb"],
-            "engine_cold_peak_rss": cold["peak_rss_mb"],
-        },
-        "val_accuracy": {
-            "plain_frozen": plain_frozen["out"]["val_accuracy"][-1],
-            "engine_cold": final_accuracy(cold),
-            "engine_warm": final_accuracy(warm),
-            "engine_both_arms": {
-                arm: v["final_val_accuracy"] for arm, v in both["summary"]["arms"].items()
-            },
+    accuracy = {
+        "plain_frozen": plain_frozen["out"]["val_accuracy"][-1],
+        "engine_cold": final(rep["cold"]),
+        "engine_warm": final(rep["warm"]),
+        "engine_submitted": rep["submitted"]["val_accuracy"],
+        "engine_both_arms": {
+            a: v["final_val_accuracy"] for a, v in rep["both"]["summary"]["arms"].items()
         },
     }
+    return {
+        "figures": figures,
+        "seconds": seconds,
+        "megabytes": megabytes,
+        "val_accuracy": accuracy,
+    }
+
+
+def _median(values: list):
+    """The median of numbers; element-wise for lists of equal length (epoch seconds)."""
+    if isinstance(values[0], list):
+        return [_median(list(column)) for column in zip(*values, strict=True)]
+    if isinstance(values[0], dict):
+        return {k: _median([v[k] for v in values]) for k in values[0]}
+    return round(statistics.median(values), 3)
+
+
+def _report(bench_settings: dict, reps: list[dict]) -> dict:
+    """The figures' medians over the repetitions, their spread (min-max), validity, and the
+    seconds, megabytes and accuracies behind them (medians; per repetition too)."""
+    per_rep = [_rep_figures(rep) for rep in reps]
+    figures = {f: [p["figures"][f] for p in per_rep] for f in FIGURES}
+    valid, messages = _validity(bench_settings["accuracy_target"], per_rep, figures)
+    seconds = _median([p["seconds"] for p in per_rep])
+    accuracy = {
+        key: min(p["val_accuracy"][key] for p in per_rep)
+        for key in ("plain_frozen", "engine_cold", "engine_warm", "engine_submitted")
+    }
+    accuracy["engine_both_arms"] = _median([p["val_accuracy"]["engine_both_arms"] for p in per_rep])
+    return {
+        "machine": machine(),
+        "cores": cores(),
+        "settings": bench_settings,
+        **{f: round(statistics.median(v), 3) for f, v in figures.items()},
+        "spread": {f: [round(min(v), 3), round(max(v), 3)] for f, v in figures.items()},
+        "spread_kind": "min-max over the repetitions",
+        "valid": valid,
+        "messages": messages,
+        "imagenet_val_accuracy": accuracy["engine_cold"],
+        "seconds": seconds,
+        "megabytes": _median([p["megabytes"] for p in per_rep]),
+        "val_accuracy": accuracy,
+        "repetitions": [
+            {"engine_first": rep["engine_first"], **{k: p[k] for k in ("figures", "seconds")}}
+            for rep, p in zip(reps, per_rep, strict=True)
+        ],
+    }
+
+
+def _validity(target: float | None, per_rep: list[dict], figures: dict) -> tuple[dict, list]:
+    """Which figures count: every value finite and positive, and the feature-extraction
+    figures only if each engine run behind them reached ``target`` (lowest accuracies)."""
+    valid, messages = {}, []
+    for figure, values in figures.items():
+        valid[figure] = all(math.isfinite(v) and v > 0 for v in values)
+        if not valid[figure]:
+            messages.append(f"{figure}: a repetition measured {values}, not a positive time")
+    if target is None:
+        return valid, messages
+    for figure, key in zip(ACCURACY_FIGURES, ("engine_cold", "engine_warm"), strict=True):
+        low = min(p["val_accuracy"][key] for p in per_rep)
+        if low < target:
+            valid[figure] = False
+            messages.append(
+                f"{figure} is invalid: the engine's validation accuracy {low:.4f} is below "
+                f"the target {target:g}"
+            )
+    plain = min(p["val_accuracy"]["plain_frozen"] for p in per_rep)
+    if plain < target:
+        messages.append(
+            f"note: the plain recipe's validation accuracy {plain:.4f} is below {target:g}"
+        )
+    return valid, messages
 
 
 def _subset(root: Path, target: Path, per_class: int) -> Path:

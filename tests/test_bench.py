@@ -1,13 +1,17 @@
-"""``run_bench`` without training: which processes it starts, and how it computes the ratios."""
+"""``run_bench`` without training: which processes it starts, in which order, and how it
+computes the figures, their medians and spread; then (slow) the whole bench on tiny data."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from pipelines import bench
 from pipelines.errors import UserError
+
+PLAIN_WALLS = [20.0, 40.0, 10.0]  # per repetition: the cold ratios are 0.25, 0.125, 0.5
 
 
 @pytest.fixture
@@ -20,19 +24,41 @@ def measured(monkeypatch, tmp_path):
         if cmd[-2:] == ["backbones", "--json"]:
             return {"out": [{"id": "efficientnet_lite0", "handle": "/lite0"}]}
         mode = cmd[cmd.index("--mode") + 1]
-        wall, rss = (20.0, 1000.0) if mode == "frozen" else (30.0, 900.0)
-        out = {"epoch_s": [4.0, 2.0], "train_images": 16, "val_accuracy": [0.5, 0.75]}
+        frozen = sum(1 for c in calls if "frozen" in c[1]) - 1
+        wall, rss = (PLAIN_WALLS[frozen % 3], 1000.0) if mode == "frozen" else (30.0, 900.0)
+        out = {"epoch_s": [4.0, 2.0], "train_images": 16, "val_accuracy": [0.5, 0.995]}
         return {"wall_s": wall, "peak_rss_mb": rss, "out": out}
 
     def engine(sets, env, timeout):
         calls.append(("engine", sets, env["FEATURE_CACHE_DIR"]))
         arms = {"imagenet": {"final_val_accuracy": 0.9, "prep_s": {"fine_tuning": 1.0}}}
-        curves = [{"phase": "feature_extraction", "epoch_s": 0.5}]
-        curves += [{"phase": "fine_tuning", "epoch_s": 1.0}] * 2
-        return {"wall_s": 5.0, "peak_rss_mb": 1200.0, "summary": {"arms": arms}, "curves": curves}
+        if "arms=random" in sets:  # scratch: epoch rows at 110 and 111.5 s
+            arms = {"random": {"final_val_accuracy": 0.5, "prep_s": {}}}
+            rows = [
+                ("random", "feature_extraction", 110.0),
+                ("random", "feature_extraction", 111.5),
+            ]
+        elif "phase1.epochs=0" in sets:  # fine-tuning: 3 s to the first row, 1 s to the next
+            rows = [("imagenet", "fine_tuning", 103.0), ("imagenet", "fine_tuning", 104.0)]
+        else:
+            rows = [("imagenet", "feature_extraction", 101.0)]
+        curves = [{"arm": a, "phase": p, "time": t} for a, p, t in rows]
+        summary = {"arms": arms}
+        return {
+            "wall_s": 5.0,
+            "peak_rss_mb": 1200.0,
+            "summary": summary,
+            "curves": curves,
+            "first_event_time": 100.0,
+        }
+
+    def submit(sets, env, timeout):
+        calls.append(("submit", sets, env["FEATURE_CACHE_DIR"]))
+        return {"start_to_first_epoch_s": 1.5, "start_to_completed_s": 3.0, "val_accuracy": 0.9}
 
     monkeypatch.setattr(bench, "_measure", measure)
     monkeypatch.setattr(bench, "_engine", engine)
+    monkeypatch.setattr(bench, "submit_for_first_epoch", submit)
     monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "work"))
     monkeypatch.setattr(
         "pipelines.data.resolve_source", lambda name: type("S", (), {"root": Path("/hoh")})
@@ -41,7 +67,9 @@ def measured(monkeypatch, tmp_path):
 
 
 def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_path):
-    result = bench.run_bench(baseline=Path(__file__), image_size=64, batch_size=8, epochs=2)
+    result = bench.run_bench(
+        baseline=Path(__file__), image_size=64, batch_size=8, epochs=2, repeats=1
+    )
     plain = [c for c in measured if c[0] == "plain"][1:]  # after the backbones listing
     engine = [c for c in measured if c[0] == "engine"]
     assert [c[1][c[1].index("--mode") + 1] for c in plain] == ["frozen", "scratch"]
@@ -49,20 +77,78 @@ def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_pat
         assert cmd[cmd.index("--handle") + 1] == "/lite0" and "/hoh" in cmd
         assert cmd[cmd.index("--image-size") + 1] == "64"
         assert cmd[cmd.index("--batch-size") + 1] == "8"
-    assert len(engine) == 5 and engine[0][1] == engine[1][1]  # cold, then warm: same run
+    assert len(engine) == 6 and engine[0][1] == engine[1][1]  # cold, then warm: same run
+    assert engine[2][1] == engine[3][1]  # fine-tuning, then again with the boundary on disk
+    assert "phase2.epochs=2" in engine[2][1]  # the seminar preset's fine-tuning epochs
     for _, sets, _ in engine:
         assert {"dataset=/hoh", "image_size=64", "batch_size=8"} <= set(sets)
+    rep = tmp_path / "work" / "rep0"
     caches = [cache for _, _, cache in engine]
-    assert caches[:4] == [str(tmp_path / "work" / "features")] * 4
-    assert caches[4] == str(tmp_path / "work" / "features-memory")  # both arms: a cold cache
+    assert caches[:2] == [str(rep / "features")] * 2
+    assert caches[2:4] == [str(rep / "features-finetune")] * 2
+    assert caches[5] == str(rep / "features-memory")  # both arms: a cold cache
+    submitted = [c for c in measured if c[0] == "submit"]
+    assert submitted == [("submit", engine[0][1], str(rep / "features"))]  # a warm cache
     assert result["feature_extraction_cold_ratio"] == 0.25  # 5 s / 20 s
-    assert result["finetune_epoch_ratio"] == round((1.0 + 2.0) / 2 / 3.0, 3)
-    assert result["scratch_epoch_ratio"] == 0.5  # 1 s / 2 s, the last epochs
+    assert result["finetune_epoch_ratio"] == round((3.0 + 1.0) / 2 / 3.0, 3)  # rows, wall
+    assert result["scratch_epoch_ratio"] == 0.75  # 1.5 s between rows / 2 s, the last epochs
     assert result["memory_ratio"] == 1.2
+    assert result["start_to_first_epoch_s"] == 1.5
     assert result["settings"]["train_images"] == 16
     assert result["val_accuracy"]["engine_both_arms"] == {"imagenet": 0.9}
+
+
+def test_repetitions_interleave_and_report_medians_with_their_spread(measured):
+    result = bench.run_bench(baseline=Path(__file__), repeats=3)
+    sides = []
+    for kind, *_ in measured[1:]:  # after the backbones listing
+        side = "plain" if kind == "plain" else "engine"
+        if not sides or sides[-1] != side:
+            sides.append(side)
+    assert sides == ["engine", "plain", "engine", "plain"]  # e p | p e | e p
+    assert [r["engine_first"] for r in result["repetitions"]] == [True, False, True]
+    assert result["feature_extraction_cold_ratio"] == 0.25
+    assert result["spread"]["feature_extraction_cold_ratio"] == [0.125, 0.5]
+    assert result["spread"]["finetune_epoch_ratio"] == [0.667, 0.667]
+    assert result["settings"]["repeats"] == 3
+    assert set(result["cores"]) == {"cpu_count", "affinity"}
+
+
+def test_an_accuracy_below_the_target_invalidates_the_feature_extraction_figures(measured):
+    result = bench.run_bench(baseline=Path(__file__), repeats=1)  # horses_or_humans: 0.99
+    assert result["settings"]["accuracy_target"] == 0.99
+    assert result["valid"]["feature_extraction_cold_ratio"] is False
+    assert result["valid"]["feature_extraction_warm_ratio"] is False
+    assert result["valid"]["finetune_epoch_ratio"] is True
+    assert any("below the target 0.99" in m for m in result["messages"])
+    lenient = bench.run_bench(baseline=Path(__file__), repeats=1, accuracy_target=0.5)
+    assert all(lenient["valid"].values()) and lenient["messages"] == []
 
 
 def test_a_missing_baseline_is_refused(tmp_path):
     with pytest.raises(UserError, match="the plain recipe .* is missing"):
         bench.run_bench(baseline=tmp_path / "nope.py")
+
+
+@pytest.mark.slow
+def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
+    """Every process for real, once each, on 2 x 12 generated images at 32 px."""
+    result = bench.run_bench(
+        dataset=tiny_data,
+        image_size=32,
+        batch_size=8,
+        epochs=1,
+        finetune_epochs=1,
+        scratch_epochs=1,
+        repeats=1,
+        accuracy_target=0.0,
+    )
+    for figure in bench.FIGURES:
+        value, (low, high) = result[figure], result["spread"][figure]
+        assert math.isfinite(value) and value > 0, figure
+        assert low <= value <= high, figure
+        assert result["valid"][figure] is True, figure
+    for key in ("machine", "cores", "settings", "seconds", "megabytes", "val_accuracy"):
+        assert key in result
+    assert result["cores"]["cpu_count"] >= result["cores"]["affinity"] >= 1
+    assert result["settings"]["dataset"] == tiny_data

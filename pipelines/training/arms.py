@@ -8,7 +8,8 @@ An :class:`Arm` knows, per phase, which blocks train and what it trains on:
 * ``features`` - backbone frozen, no augmentation: the head trains on backbone features,
   computed once per image and kept in the on-disk feature cache;
 * ``boundary`` - fine-tuning a built-in without augmentation: the frozen bottom runs once,
-  the top blocks and the head train on its output (activations kept in memory);
+  the top blocks and the head train on its output (activations kept in memory and on disk,
+  :mod:`pipelines.training.boundary_cache`);
 * ``images`` - everything else (augmentation, training from scratch, fine-tuning a TF Hub
   model whose graph can't be split): the full forward pass every batch.
 
@@ -40,6 +41,7 @@ from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.backbones.contract import Backbone
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import BackboneSpec
+from pipelines.training.boundary_cache import boundary_activations, boundary_key
 from pipelines.training.config import ExperimentConfig
 from pipelines.training.feature_cache import FeatureCache, cache_key
 
@@ -177,6 +179,8 @@ class Arm:
             note = f"full forward pass every batch ({why})"
             if plan.frozen and self.config.augment:
                 note += "; the feature cache is bypassed because augmented images differ each epoch"
+            elif self.config.augment and not self.scratch:
+                note += "; the boundary cache is bypassed: augmented images differ each epoch"
         if self.mode != "features":
             self.ensure_backbone()
         if self.backbone is not None:
@@ -196,21 +200,23 @@ class Arm:
         probe = np.zeros((1, self.image_size, self.image_size, 3), np.float32)
         return int(self.backbone(probe).shape[-1])
 
+    def _feature_key(self) -> str:
+        """The feature cache key of this arm's backbone (the boundary cache builds on it)."""
+        return cache_key(
+            self.spec,
+            weights=self.weights,
+            seed=self.config.seed,
+            image_size=self.image_size,
+            graph="keras" if self.spec.builtin else "hub",
+            reuse_blocks=self.config.reuse_blocks,
+        )
+
     def _prepare_features(self, dataset) -> str:
         """Pooled features for both splits, from the disk cache or computed (and stored)."""
         if "train" in self._features:
             self._inputs = dict(self._features)
             return "head trains on the backbone features"
-        cache = FeatureCache(
-            cache_key(
-                self.spec,
-                weights=self.weights,
-                seed=self.config.seed,
-                image_size=self.image_size,
-                graph="keras" if self.spec.builtin else "hub",
-                reuse_blocks=self.config.reuse_blocks,
-            )
-        )
+        cache = FeatureCache(self._feature_key())
         notes = []
         for split, digests in (
             ("train", dataset.train_digests),
@@ -253,15 +259,18 @@ class Arm:
             )
         self.mode = "boundary"
         start = time.perf_counter()
-        self._inputs = {
-            "train": self._run(bottom, dataset.train_images, scale=True),
-            "validation": self._run(bottom, dataset.val_images, scale=True),
-        }
+        key = boundary_key(
+            self._feature_key(), first=first, unfreeze_blocks=backbone.unfreeze_blocks
+        )
+        self._inputs, on_disk = boundary_activations(
+            key, dataset, lambda images: self._run(bottom, images, scale=True)
+        )
         self.compute_s += time.perf_counter() - start
         self._top = top
         return (
             f"boundary cache: blocks below {backbone.blocks[first].name} ran once "
-            f"({total / 2**20:.0f} MB of activations); the top {backbone.unfreeze_blocks} train"
+            f"({total / 2**20:.0f} MB of activations; {on_disk}); "
+            f"the top {backbone.unfreeze_blocks} train"
         )
 
     def _make_net(self) -> keras.Model:
