@@ -13,6 +13,10 @@ feature_extraction_cold_ratio   engine ``train`` process start to exit, empty ca
                                 plain frozen process start to exit
 feature_extraction_warm_ratio   the same engine run again (warm feature cache) / the same
                                 plain wall
+feature_extraction_warm_pool_   the same run submitted to a warm worker pool that has run
+ratio                           it once (:func:`submit_for_first_epoch`): submit to
+                                ``completed`` in the store, as a dashboard user meets it /
+                                the same plain wall
 finetune_epoch_ratio            engine fine-tuning run (no feature-extraction epochs,
                                 empty caches): the run's first event in the store (the
                                 worker has imported TensorFlow) to its last fine-tuning
@@ -66,13 +70,18 @@ ACCURACY_TARGETS = {DEFAULT_DATASET: 0.99}  # feature extraction, as the README'
 FIGURES = (
     "feature_extraction_cold_ratio",
     "feature_extraction_warm_ratio",
+    "feature_extraction_warm_pool_ratio",
     "finetune_epoch_ratio",
     "finetune_epoch_warm_ratio",
     "scratch_epoch_ratio",
     "memory_ratio",
     "start_to_first_epoch_s",
 )
-ACCURACY_FIGURES = ("feature_extraction_cold_ratio", "feature_extraction_warm_ratio")
+ACCURACY_FIGURES = (
+    "feature_extraction_cold_ratio",
+    "feature_extraction_warm_ratio",
+    "feature_extraction_warm_pool_ratio",
+)
 FINETUNE_BLOCKS = 2  # the seminar preset's depth (ExperimentConfig().phase2.unfreeze_blocks)
 
 
@@ -134,12 +143,15 @@ def _engine(sets: list[str], env: dict[str, str], timeout: float) -> dict:
 
 
 def submit_for_first_epoch(sets: list[str], env: dict[str, str], timeout: float) -> dict:
-    """THE WARM-START HOOK: submit a run of ``sets`` the way the dashboard's Start does and
-    return ``{"start_to_first_epoch_s", "start_to_completed_s"}``, measured from the moment
-    of submitting to the first epoch row's and the run's end's time in the store.
+    """Submit a run of ``sets`` the way the dashboard's Start does, to a warm worker pool,
+    and return ``{"start_to_first_epoch_s", "start_to_completed_s", "val_accuracy"}``,
+    measured from the moment of submitting to the first epoch row's and the run's end's
+    time in the store.
 
-    Today this is :meth:`JobManager.start` (a fresh worker process per run). Once the warm
-    worker pool exists, switch this one function to submit through the pool."""
+    As in a dashboard that is already serving: a pool of one warm worker
+    (:mod:`pipelines.runs.pool`) is started and has run the same experiment once (the
+    user's earlier run, which also filled the feature cache); the measured run is the
+    second one. The pool is retired afterwards."""
     from pipelines.runs.jobs import JobManager
     from pipelines.runs.store import RunStore
     from pipelines.training.config import ExperimentConfig
@@ -149,11 +161,22 @@ def submit_for_first_epoch(sets: list[str], env: dict[str, str], timeout: float)
     with _environ(env):
         check_experiment(config)  # its imports, once, as in a dashboard already serving
         store = RunStore(Path(env["RUNS_DIR"]))
-        jobs = JobManager(store)
-        submitted = time.time()
-        run_id = jobs.start(config)
-        run = jobs.wait(run_id, timeout=timeout)
+        jobs = JobManager(store, warm_workers=1)
+        try:
+            jobs.ensure_pool()
+            earlier = jobs.wait(jobs.start(config), timeout=timeout)
+            if earlier.status != "completed":
+                raise UserError(
+                    f"benchmark step failed: the warm-up run {earlier.run_id} ended "
+                    f"{earlier.status}"
+                )
+            submitted = time.time()
+            run_id = jobs.start(config)
+            run = jobs.wait(run_id, timeout=timeout)
+        finally:
+            jobs.stop_pool()
     rows = store.curves(run_id)
+    same_worker = run.worker_pid == earlier.worker_pid
     store.close()
     if run.status != "completed" or rows.empty:
         raise UserError(f"benchmark step failed: the submitted run {run_id} ended {run.status}")
@@ -161,6 +184,7 @@ def submit_for_first_epoch(sets: list[str], env: dict[str, str], timeout: float)
         "start_to_first_epoch_s": round(float(rows["time"].iloc[0]) - submitted, 3),
         "start_to_completed_s": round(run.updated - submitted, 3),
         "val_accuracy": run.summary["arms"]["imagenet"]["final_val_accuracy"],
+        "warm_worker": same_worker,
     }
 
 
@@ -423,6 +447,8 @@ def _rep_figures(rep: dict) -> dict:
     figures = {
         "feature_extraction_cold_ratio": rep["cold"]["wall_s"] / plain_frozen["wall_s"],
         "feature_extraction_warm_ratio": rep["warm"]["wall_s"] / plain_frozen["wall_s"],
+        "feature_extraction_warm_pool_ratio": rep["submitted"]["start_to_completed_s"]
+        / plain_frozen["wall_s"],
         "finetune_epoch_ratio": ft_per_epoch / plain_epoch,
         "finetune_epoch_warm_ratio": ft_warm_per_epoch / plain_epoch,
         "scratch_epoch_ratio": scratch_epochs[-1] / plain_scratch_epoch,
@@ -523,7 +549,9 @@ def _validity(target: float | None, per_rep: list[dict], figures: dict) -> tuple
             messages.append(f"{figure}: a repetition measured {values}, not a positive time")
     if target is None:
         return valid, messages
-    for figure, key in zip(ACCURACY_FIGURES, ("engine_cold", "engine_warm"), strict=True):
+    for figure, key in zip(
+        ACCURACY_FIGURES, ("engine_cold", "engine_warm", "engine_submitted"), strict=True
+    ):
         low = min(p["val_accuracy"][key] for p in per_rep)
         if low < target:
             valid[figure] = False
