@@ -186,8 +186,9 @@ def test_warm_workers_zero_spawns_one_process_per_run(store, workload) -> None:
     assert jm.warm_workers == 0
     run_id = jm.start(tiny_config())
     assert run_id in jm._children and not jm._pool
+    spawned = jm._children[run_id].pid  # a worker of its own (collected once it exits)
     run = jm.wait(run_id, timeout=30)
-    assert run.status == "completed" and run.worker_pid == jm._children.get(run_id, run).pid
+    assert run.status == "completed" and run.worker_pid == spawned
     assert store.pool_workers() == []
 
 

@@ -93,6 +93,12 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def clear_memory() -> None:
+    """Forget the rows this process keeps in memory: the next read starts from the chunks
+    on disk, as a new process does."""
+    _memory.clear()
+
+
 class FeatureCache:
     """Features of one backbone configuration (:func:`cache_key`), per image digest."""
 
