@@ -196,8 +196,11 @@ def _chance(value: float | None) -> float | None:
     return round(float(value), 4)
 
 
-def _chance_line(fig: go.Figure, chance: float | None, lab: Mapping[str, str], **where) -> None:
-    """A grey dotted line at the majority class's share on the accuracy axes, labelled."""
+def _chance_line(
+    fig: go.Figure, chance: float | None, lab: Mapping[str, str], what: str = "", **where
+) -> None:
+    """A grey dotted line at the chance level (the majority class's share) on accuracy
+    axes, labelled with it (and ``what`` it is the chance of, if given)."""
     if chance is None:
         return
     fig.add_hline(
@@ -205,7 +208,7 @@ def _chance_line(fig: go.Figure, chance: float | None, lab: Mapping[str, str], *
         line_dash="dot",
         line_color="#868E96",
         line_width=1.5,
-        annotation_text=f"{lab['chance']} {chance:.1%}",
+        annotation_text=f"{lab['chance']}{f' · {what}:' if what else ''} {chance:.1%}",
         annotation_position="bottom right",
         annotation_font={"size": 10, "color": "#495057"},
         **where,
@@ -641,16 +644,7 @@ def transfer_depth(
             )
         else:
             level = None
-        if level is not None:
-            fig.add_hline(
-                y=level,
-                line_dash="dot",
-                line_color="#868E96",
-                line_width=1.5,
-                annotation_text=f"{lab['chance']} · {name}: {level:.1%}",
-                annotation_position="bottom right",
-                annotation_font={"size": 11, "color": "#495057"},
-            )
+        _chance_line(fig, level, lab, name)
     cuts = sorted({r["reuse_blocks"] for r in rows if r["reuse_blocks"] is not None})
     fig.update_xaxes(title_text=lab["depth_x"], tickvals=cuts or None)
     fig.update_yaxes(title_text=lab.get(metric, metric), range=[0, 1.02], tickformat=".0%")

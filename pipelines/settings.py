@@ -37,6 +37,21 @@ APP_NAME = "tl-dashboard"
 SETTINGS_FILE = Path(__file__).resolve().parents[1] / "settings.toml"
 
 
+def whole_number_env(name: str, default: int, minimum: int) -> int:
+    """The environment variable ``name`` as a whole number of at least ``minimum``;
+    ``default`` when unset or empty; :class:`UserError` naming it otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise UserError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
+    return value
+
+
 def _file_setting(name: str) -> Path | None:
     """A path from ``settings.toml`` (relative to its folder), or None."""
     try:

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+from pipelines import settings
 from pipelines.errors import UserError
 from pipelines.runs import lifecycle, pool
 from pipelines.runs.run import ACTIVE, Run
@@ -36,16 +37,7 @@ SUPERVISE_EVERY_S = 1.0  # how often polling runs also tops the pool up
 
 def max_running_from_env() -> int:
     """``MAX_RUNNING_EXPERIMENTS`` (a whole number >= 1), default 1."""
-    raw = os.environ.get(MAX_RUNNING_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_RUNNING
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UserError(f"{MAX_RUNNING_ENV} must be a whole number of at least 1, not {raw!r}")
-    return value
+    return settings.whole_number_env(MAX_RUNNING_ENV, DEFAULT_MAX_RUNNING, 1)
 
 
 class JobManager:

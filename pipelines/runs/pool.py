@@ -56,6 +56,7 @@ from typing import Any
 import psutil
 
 import pipelines
+from pipelines import settings
 from pipelines.errors import UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
@@ -72,27 +73,14 @@ IDLE_POLL_S = 0.2  # how often an idle worker looks for a queued run
 BEAT_S = 2.0  # how often an idle worker records itself and reaps
 
 
-def _whole(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise UserError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
-    return value
-
-
 def warm_workers_from_env(default: int = 0) -> int:
     """``WARM_WORKERS`` (a whole number >= 0): how many pool workers a supervisor keeps."""
-    return _whole(WARM_WORKERS_ENV, default, 0)
+    return settings.whole_number_env(WARM_WORKERS_ENV, default, 0)
 
 
 def max_runs_from_env() -> int:
     """``WARM_WORKER_RUNS`` (>= 1, default 20): runs before a pool worker is recycled."""
-    return _whole(WARM_WORKER_RUNS_ENV, DEFAULT_WARM_WORKER_RUNS, 1)
+    return settings.whole_number_env(WARM_WORKER_RUNS_ENV, DEFAULT_WARM_WORKER_RUNS, 1)
 
 
 def max_mb_from_env() -> float:
