@@ -120,6 +120,18 @@ def test_a_schema_2_store_gains_sweep_tags_and_keeps_its_rows(store: RunStore) -
     assert version == SCHEMA_VERSION == 4
 
 
+def test_an_upgrade_skips_a_column_that_is_already_there(store: RunStore) -> None:
+    # A development build numbered its steps differently: schema 3 with the sweep columns.
+    run_id = store.create_run(ExperimentConfig(), sweep_id="s", trial=0)
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    store.close()
+    reopened = RunStore(store.root)  # would fail on "duplicate column name: sweep_id"
+    assert reopened.get_run(run_id).sweep_id == "s"
+    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
 def test_runs_in_sweep_in_trial_order_and_sweep_ids_newest_first(store: RunStore) -> None:
     store.create_run(ExperimentConfig())  # outside any sweep
     b1 = store.create_run(ExperimentConfig(), sweep_id="a", trial=1)

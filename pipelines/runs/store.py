@@ -239,7 +239,7 @@ class RunStore:
                 # A new file (version 0) has the latest tables already.
                 for step in _MIGRATIONS[version - 1 :] if version else []:
                     for sql in step.split(";"):
-                        if sql.strip():
+                        if sql.strip() and not _already_applied(c, sql):
                             c.execute(sql)
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -569,6 +569,20 @@ class RunStore:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+_ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
+
+
+def _already_applied(conn: sqlite3.Connection, sql: str) -> bool:
+    """Whether ``sql`` adds a column the table already has (a store written by a
+    development version that numbered its steps differently): then it is skipped, so an
+    upgrade never fails on a column that is there."""
+    match = _ADD_COLUMN.match(sql)
+    if match is None:
+        return False
+    table, column = match.groups()
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _check_status(status: str) -> None:
