@@ -344,6 +344,7 @@ def test_live_view_of_a_running_run(app, dashboard_env):
     assert {s["x0"] for s in spec["layout"]["shapes"]} == {3.0}  # phase 2 starts at epoch 3
     assert at.button(key=f"stop.{run_id}")
     assert "· 32 px ·" in " ".join(c.value for c in at.caption)
+    assert "· top 2 blocks fine-tuned ·" in " ".join(c.value for c in at.caption)
     assert not at.subheader  # no results while running
 
 
@@ -362,8 +363,11 @@ def test_imbalanced_validation_shows_balanced_accuracy_and_the_chance_level(app,
 
 
 def test_balanced_data_shows_the_chance_level_but_no_balanced_accuracy(app, dashboard_env):
-    run_id = write_run(dashboard_env.store, status="running", epochs_done=2, val_counts=(4, 4))
+    run_id = write_run(
+        dashboard_env.store, status="running", epochs_done=2, phase2=0, val_counts=(4, 4)
+    )
     at = ok(app(run=run_id).run())
+    assert "· no fine-tuning ·" in " ".join(c.value for c in at.caption)
     assert not [c.value for c in at.caption if c.value.startswith("balanced")]
     curves = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert not [t for t in curves["data"] if t["name"] == "validation, balanced"]

@@ -111,6 +111,20 @@ def _snapshot(run_id: str, root: str, tick: int) -> Snapshot:
     )
 
 
+def _depth(config) -> str:
+    """How much of the backbone the run takes over and fine-tunes, in words."""
+    blocks = config.phase2.unfreeze_blocks
+    if not config.phase2.epochs or blocks == 0:
+        depth = t("run.depth.none")
+    elif blocks is None:
+        depth = t("run.depth.all")
+    else:
+        depth = t("run.depth.top", blocks=blocks)
+    if config.reuse_blocks is not None:
+        return t("run.depth.reuse", reuse=config.reuse_blocks, depth=depth)
+    return depth
+
+
 def _header(run: Run, size: int | str) -> None:
     config = run.config
     status = run.status
@@ -130,7 +144,7 @@ def _header(run: Run, size: int | str) -> None:
                 p2=config.phase2.epochs,
                 lr1=f"{config.phase1.lr:g}",
                 lr2=f"{config.phase2.lr:g}",
-                blocks=config.phase2.unfreeze_blocks,
+                depth=_depth(config),
                 created=datetime.fromtimestamp(run.created).strftime("%Y-%m-%d %H:%M"),
             )
         )
