@@ -16,8 +16,9 @@ features. Chunks are ``.npz`` files (read with ``allow_pickle=False``), written 
 chunk that loads. The folder is ``settings.feature_cache_dir()``; deleting it is safe.
 
 The rows read stay in memory for the life of the process (per cache folder, up to
-``MEMORY_ROWS_MAX`` rows in all), so a warm pool worker (:mod:`pipelines.runs.pool`) reads
-each chunk once and later runs only look for chunks other processes have added since.
+``MEMORY_BYTES_MAX`` in all: boundary activations are tens of KB a row), so a warm pool
+worker (:mod:`pipelines.runs.pool`) reads each chunk once and later runs only look for
+chunks other processes have added since.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pipelines.backbones.spec import BackboneSpec
 from pipelines.data.dataset import PREPROCESSING_VERSION
 
 CACHE_VERSION = 1
-MEMORY_ROWS_MAX = 200_000  # rows kept in memory across runs (about 1 GB at 1280 floats)
+MEMORY_BYTES_MAX = 1 << 30  # rows kept in memory across runs, all folders together
 
 # cache folder -> (chunk file names read, rows): shared by every FeatureCache of the process
 _memory: dict[Path, tuple[set[str], dict[str, np.ndarray]]] = {}
@@ -109,7 +110,8 @@ class FeatureCache:
     def _load(self) -> dict[str, np.ndarray]:
         if self._rows is None:
             seen, self._rows = _memory.get(self.dir, (set(), {}))
-            if sum(len(rows) for _, rows in _memory.values()) > MEMORY_ROWS_MAX:
+            kept = sum(r.nbytes for _, rows in _memory.values() for r in rows.values())
+            if kept > MEMORY_BYTES_MAX:
                 _memory.clear()
             _memory[self.dir] = (seen, self._rows)
             for chunk in sorted(self.dir.glob("*.npz")):
