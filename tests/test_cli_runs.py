@@ -47,6 +47,19 @@ def test_list_text(two_runs, capsys) -> None:
     assert two_runs[0] in out and "completed" in out and "imagenet 0.800" in out
 
 
+def test_list_and_show_name_the_series_and_trial(store, capsys) -> None:
+    run_id = store.create_run(tiny_config(), sweep_id="sweep-7", trial=3)
+    assert main(["runs", "list", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert (row["sweep_id"], row["trial"]) == ("sweep-7", 3)
+    assert main(["runs", "list"]) == 0
+    assert "sweep-7 #3" in capsys.readouterr().out
+    assert main(["runs", "show", run_id]) == 0
+    assert "Series:   sweep-7, trial 3" in capsys.readouterr().out
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sweep_id"] == "sweep-7"
+
+
 def test_list_empty_store(store, capsys) -> None:
     assert main(["runs", "list"]) == 0
     assert "no runs yet" in capsys.readouterr().out

@@ -64,6 +64,8 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
             "best_val_accuracy": best.get(run.run_id, {}),
             "best_val_balanced_accuracy": balanced.get(run.run_id, {}),
             "error": run.error,
+            "sweep_id": run.sweep_id,
+            "trial": run.trial,
         }
         for run in store.list_runs()
     ]
@@ -86,6 +88,7 @@ def show_dict(store: RunStore, run_id: str) -> dict[str, Any]:
     events = [{"time": iso(e["time"]), "message": e["message"]} for e in store.events(run_id)]
     return {
         **{k: run[k] for k in ("run_id", "status", "error", "stop_requested", "worker_pid")},
+        **{k: run[k] for k in ("sweep_id", "trial")},
         **{k: iso(run[k]) for k in ("created", "updated", "heartbeat")},
         "config": run["config"],
         "progress": run["progress"],
@@ -103,11 +106,18 @@ def run_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no runs yet")
         return 0
-    print(f"{'run id':22} {'status':11} {'created':19} {'backbone':20} best val accuracy")
+    print(
+        f"{'run id':22} {'status':11} {'created':19} {'backbone':20} {'series/sweep':18} "
+        "best val accuracy"
+    )
     for r in rows:
         best = "  ".join(f"{arm} {acc:.3f}" for arm, acc in r["best_val_accuracy"].items())
         created = r["created"][:19].replace("T", " ")
-        print(f"{r['run_id']:22} {r['status']:11} {created:19} {r['backbone']:20} {best or '-'}")
+        series = f"{r['sweep_id']} #{r['trial']}" if r["sweep_id"] else "-"
+        print(
+            f"{r['run_id']:22} {r['status']:11} {created:19} {r['backbone'] or '-':20} "
+            f"{series:18} {best or '-'}"
+        )
     return 0
 
 
@@ -120,6 +130,8 @@ def run_show(args: argparse.Namespace) -> int:
     stopping = "  (stop requested)" if shown["stop_requested"] else ""
     print(f"Status:   {shown['status']}{stopping}")
     print(f"Created:  {shown['created']}   updated {shown['updated']}")
+    if shown["sweep_id"]:
+        print(f"Series:   {shown['sweep_id']}, trial {shown['trial']}")
     if shown["error"]:
         print(f"Error:    {shown['error']}")
     print("Config:   " + json.dumps(shown["config"], separators=(", ", ": ")))
