@@ -179,3 +179,20 @@ def test_runs_and_worker_commands_do_not_import_tensorflow(two_runs, runs_dir: P
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[0, 2]")
     assert "no run with id" in done.stderr
+
+
+def test_train_follows_a_run_a_pool_worker_claimed_first(store) -> None:
+    """The race: a pool starts between ``train`` creating its run and claiming it."""
+    from pipelines.commands.train import _claimed_here
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        taken = store.create_run(tiny_config())
+        assert lifecycle.claim_next_queued(store, other.pid) == taken
+        assert _claimed_here(store, taken) is False  # follow it instead of failing
+        mine = store.create_run(tiny_config())
+        assert _claimed_here(store, mine) is True
+        assert store.get_run(mine).worker_pid == os.getpid()
+    finally:
+        other.kill()
+        other.wait()

@@ -16,6 +16,7 @@ images) leaves a ``failed`` run with the reason. Either way: ``error: ...``, exi
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -109,6 +110,19 @@ def _follow(store, run_id: str, arms: list[str]) -> int:
     return {"completed": EXIT_COMPLETED, "stopped": EXIT_STOPPED}.get(run.status, EXIT_FAILED)
 
 
+def _claimed_here(store, run_id: str) -> bool:
+    """Claim the run for this process; False if a pool worker claimed it first."""
+    from pipelines.runs import lifecycle
+
+    try:
+        lifecycle.claim_worker(store, run_id, os.getpid())
+    except UserError:
+        if store.get_run(run_id).worker_pid not in (None, os.getpid()):
+            return False
+        raise
+    return True
+
+
 def run(args) -> int:
     from pipelines.runs import pool
     from pipelines.runs.store import RunStore
@@ -120,7 +134,9 @@ def run(args) -> int:
     store = RunStore()
     run_id = store.create_run(config)
     print(f"run {run_id}: {config.backbone} on {config.dataset}", file=sys.stderr)
-    if pool.live(store):  # a pool worker takes it; checked after creating it (no gap)
+    if pool.live(store) or not _claimed_here(store, run_id):
+        # A pool worker takes it (the check comes after creating the run, so there is no
+        # gap), or a pool that started just now already has.
         print(f"run {run_id}: on the warm worker pool", file=sys.stderr)
         code = _follow(store, run_id, config.arms)
     else:
