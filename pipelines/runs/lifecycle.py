@@ -26,7 +26,14 @@ returns. Process liveness (:func:`process_alive`, via psutil) is judged here and
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -316,3 +323,30 @@ def _create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``path``, or None where it is gone: a worker compares it with
+    the one it started with to notice a run store that was deleted or replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@contextmanager
+def signals_handled(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Call ``handler(signum, frame)`` on SIGTERM and SIGINT while the block runs, then put
+    the previous handlers back. Only the main thread can set handlers; elsewhere this does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

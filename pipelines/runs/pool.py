@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -51,7 +50,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -168,7 +166,7 @@ def serve(
     pid = os.getpid()
     parent = _parent_from_env()
     _warm_up()
-    identity = _file_identity(store.path)
+    identity = lifecycle.file_identity(store.path)
     lifecycle.register_pool_worker(store, pid)
     _log(f"pool worker {pid} ready (recycled after {max_runs} runs or {max_mb:.0f} MB)")
     exiting = threading.Event()
@@ -177,7 +175,7 @@ def serve(
     try:
         with _exit_on_signals(exiting):
             while not exiting.is_set():
-                if _file_identity(store.path) != identity:
+                if lifecycle.file_identity(store.path) != identity:
                     why = f"the run store {store.path} was deleted or replaced"
                     break
                 now = time.monotonic()
@@ -260,14 +258,6 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
@@ -302,17 +292,5 @@ def _output_to(path: Path) -> Iterator[None]:
 def _exit_on_signals(exiting: threading.Event) -> Iterator[None]:
     """SIGTERM/SIGINT between runs: exit once idle. (During a run, the run's own handlers
     from :func:`pipelines.runs.worker.run_worker` take over: a signal stops the run.)"""
-    if threading.current_thread() is not threading.main_thread():
+    with lifecycle.signals_handled(lambda signum, frame: exiting.set()):
         yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        exiting.set()
-
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

@@ -25,14 +25,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pipelines.errors import UserError, disk_full_error, is_disk_full
@@ -222,7 +220,7 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
     Stops the run when its store file is deleted or replaced: nobody could see or stop
     it any more, and it would train on unseen (and hold the CPUs)."""
     written = False
-    identity = _file_identity(store.path)
+    identity = lifecycle.file_identity(store.path)
     try:
         while True:
             flag.wake.wait(HEARTBEAT_S)
@@ -232,7 +230,7 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
                 written = True
             if done.is_set():
                 return
-            if not flag.is_set() and _file_identity(store.path) != identity:
+            if not flag.is_set() and lifecycle.file_identity(store.path) != identity:
                 print(
                     f"stopping: the run store {store.path} was deleted or replaced while "
                     "this run trained",
@@ -251,21 +249,9 @@ def _heartbeat(store: RunStore, run_id: str, flag: StopFlag, done: threading.Eve
         store.close()
 
 
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """``(device, inode)`` of ``path``, or None where it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 @contextmanager
 def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
     """SIGTERM/SIGINT set the stop flag; one arriving once it is set stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: Any) -> None:
         if flag.is_set():
@@ -274,13 +260,8 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
         # os.write: print() may not be re-entered from a signal handler.
         os.write(2, b"stopping after the current batch (signal again to stop at once)\n")
 
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
+    with lifecycle.signals_handled(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _reporter(store: RunStore, run_id: str, echo: bool) -> Callable[[str], None]:
