@@ -319,6 +319,8 @@ def _checked_spec(dims: list, fixed: Config | None, blocks: int | None):
         raise state.UserError(
             t("sweep.fixed_problem", problem=st.session_state.get("sweep_fixed_problem"))
         )
+    if all(st.session_state.get(sweeps.mode_key(d.key)) == "fixed" for d in dims):
+        raise state.UserError(t("sweep.empty"))
     spec = sweeps.spec_from_values(st.session_state, dims, fixed)
     for point in sweeps.trial_points(spec, limit=MAX_CHECKED_POINTS):
         config = spec.config_for(point)
