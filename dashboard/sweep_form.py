@@ -226,6 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "params": {
             "train_per_class": [5, 10, 20, 50, 100, ALL],
             "arms": ["imagenet", "random"],
+            "batch_size": [8],  # so that 5 images per class (2 classes) make a batch
         },
         "settings": {"sweep.sampler": "grid", "sweep.objective": "best", "sweep.pruner": "none"},
     },

@@ -326,7 +326,7 @@ def _load_into_setup(sweep_id: str, trial: dict[str, Any]) -> None:
         for key in form.CONFIG_KEYS:
             before, after = sweeps.value_of(config, key), sweeps.value_of(shown, key)
             if before != after:
-                changed.append(t("sweep.loaded.snapped", key=key, before=before, after=after))
+                changed.append(t("sweep.loaded.snapped", name=key, before=before, after=after))
     message = t("sweep.loaded", number=trial["number"], id=sweep_id)
     st.session_state["loaded_into_setup"] = " ".join([message, *changed])
     st.session_state["view"] = "setup"
