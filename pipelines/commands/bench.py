@@ -21,6 +21,7 @@ TARGETS = {
     "scratch_epoch_ratio": 1.05,
     "memory_ratio": 1.5,
     "start_to_first_epoch_s": 2.0,
+    "sweep_ratio": 0.5,
 }
 
 
@@ -30,7 +31,13 @@ def run(args) -> int:
     kwargs = {}
     if args.quick:  # a smoke run: tiny subset, small images, few epochs
         kwargs = dict(
-            image_size=64, epochs=2, finetune_epochs=1, scratch_epochs=1, train_per_class=16
+            image_size=64,
+            epochs=2,
+            finetune_epochs=1,
+            scratch_epochs=1,
+            train_per_class=16,
+            sweep_grid=("phase2.unfreeze_blocks=1,2", "phase1.lr=1e-3,1e-2"),
+            sweep_sets=("image_size=64", "phase1.epochs=1", "phase2.epochs=1"),
         )
     for key in ("image_size", "epochs", "finetune_epochs", "scratch_epochs", "batch_size"):
         if getattr(args, key) is not None:
