@@ -1,10 +1,12 @@
 """``python -m pipelines bench [--json] [--repeats N] ...``: engine vs the plain TF Hub recipe.
 
 Takes a while on Horses or Humans at 224 px (each repetition trains the plain recipe twice
-and the engine seven times; 3 repetitions by default). Needs the data set (``DATASETS_DIR``
-for Horses or Humans, or ``--dataset FOLDER`` with ``train/`` and ``validation/``) and the
-plain recipe (``--baseline``, default ``../shared/bench/plain_keras_baseline.py``). What each
-figure spans: :mod:`pipelines.bench` and the README's Speed section.
+and the engine seven times, plus the sweep figure: a 12-config sweep and the same 12
+configs as separate ``train`` processes at 160 px; 3 repetitions by default). Needs the
+data set (``DATASETS_DIR`` for Horses or Humans, or ``--dataset FOLDER`` with ``train/``
+and ``validation/``) and the plain recipe (``--baseline``, default
+``../shared/bench/plain_keras_baseline.py``). What each figure spans: :mod:`pipelines.bench`
+and the README's Speed section.
 """
 
 from __future__ import annotations
