@@ -32,7 +32,7 @@ def test_two_sweep_workers_share_one_postgresql_study(runs_dir, tiny_data, monke
     import psycopg2
 
     monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", "tests.sweep_workload:curve_workload")
-    monkeypatch.setenv(EPOCH_S_ENV, "0.2")
+    monkeypatch.setenv(EPOCH_S_ENV, "0.5")
     monkeypatch.delenv("SWEEP_STORAGE", raising=False)
     with postgres_server() as server:
         admin = psycopg2.connect(server["superuser_url"])

@@ -155,7 +155,7 @@ def create_study(spec: SweepSpec, storage: str | None = None) -> str:
     """Validate ``spec``, create its study with every trial waiting, return the sweep id."""
     import optuna
 
-    spec.validate()
+    spec = spec.validate()
     budget = spec.budget()
     st = open_storage(storage)
     sweep_id = new_sweep_id()
