@@ -228,3 +228,25 @@ def test_an_unknown_sweep_is_named(runs_dir):
 
     with pytest.raises(UserError, match="no sweep 'sweep-nope'"):
         sweep_trials("sweep-nope")
+
+
+def test_validate_types_a_hand_made_space_for_its_keys():
+    raw = SweepSpec(
+        params=(
+            Param("train_per_class", "categorical", choices=("10", "all")),
+            Param("phase2.unfreeze_blocks", "float", 1.0, 3.0),
+        ),
+        sampler="grid",
+    )
+    assert raw.grid_size() == 6
+    typed = raw.validate()
+    assert typed.params == (
+        Param("train_per_class", "categorical", choices=(10, None)),
+        Param("phase2.unfreeze_blocks", "int", 1, 3),
+    )
+    assert (
+        typed.config_for(
+            {"train_per_class": None, "phase2.unfreeze_blocks": 3}
+        ).phase2.unfreeze_blocks
+        == 3
+    )

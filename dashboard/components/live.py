@@ -42,7 +42,7 @@ STATUS_COLORS = {
     "stopped": "orange",
     "failed": "red",
     "interrupted": "red",
-    "pruned": "orange",  # a sweep's trial stopped early by its pruner
+    "pruned": "violet",
 }
 
 

@@ -42,7 +42,7 @@ def check_spec(spec: SweepSpec) -> SweepSpec:
     set the space can reach (:func:`pipelines.training.preflight.check_experiment`)."""
     from pipelines.training.preflight import check_experiment
 
-    spec.validate()
+    spec = spec.validate()
     checked: set[tuple] = set()
     points = list(spec.grid_points()) if spec.sampler == "grid" else list(spec._corner_points())
     for point in points:
@@ -64,7 +64,7 @@ def start_sweep(spec: SweepSpec, storage: str | None = None, workers: int | None
     if workers is not None and (isinstance(workers, bool) or workers < 0):
         raise UserError(f"workers: must be 0 or more, not {workers!r}")
     count = max_running_from_env() if workers is None else workers
-    check_spec(spec)
+    spec = check_spec(spec)
     sweep_id = create_study(spec, storage)
     spawn_workers(sweep_id, count, storage)
     return sweep_id

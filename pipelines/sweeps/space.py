@@ -26,12 +26,13 @@ choice of a sampled space).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import tomllib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,9 @@ class SweepSpec:
     # --- checks ---------------------------------------------------------------------------
 
     def validate(self) -> SweepSpec:
-        """Refuse a spec that can't run (see the module docstring); return self."""
+        """Refuse a spec that can't run (see the module docstring); return it with every
+        parameter typed for its key (``Param("train_per_class", "categorical",
+        choices=("10", "all"))`` becomes ``choices=(10, None)``): the spec to run."""
         if self.sampler not in SAMPLERS:
             raise UserError(f"sampler: {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -192,22 +195,22 @@ class SweepSpec:
             if p.key in seen:
                 raise UserError(f"{p.key}: given twice in the space; give each key once")
             seen.add(p.key)
-            _typed(p)
+        typed = replace(self, params=tuple(_typed(p) for p in self.params))
         if self.trials is not None and (
             isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1
         ):
             raise UserError(f"trials: the budget must be at least 1, not {self.trials!r}")
         base = self.base_config()
         if self.sampler == "grid":
-            size = self._grid_size_checked()
+            size = typed._grid_size_checked()
             if self.trials is not None and self.trials > size:
                 raise UserError(
                     f"trials: a grid of {size} points runs each once, so at most {size} "
                     f"trials, not {self.trials}; leave the budget out for the whole grid"
                 )
-            points: Iterable[dict[str, Any]] = self.grid_points()
+            points: Iterable[dict[str, Any]] = typed.grid_points()
         else:
-            points = self._corner_points()
+            points = typed._corner_points()
         for point in points:
             config = _config_at(base, point)
             if self.objective == "gap" and set(config.arms) != set(ARMS):
@@ -216,7 +219,7 @@ class SweepSpec:
                     f"objective gap needs both arms (imagenet and random) in every trial{where}; "
                     "set arms=imagenet,random or choose --objective best"
                 )
-        return self
+        return typed
 
     def _grid_size_checked(self) -> int:
         size = 1
@@ -234,6 +237,8 @@ class SweepSpec:
         has no grid. Not capped: compare with :data:`MAX_GRID`."""
         size = 1
         for p in self.params:
+            with contextlib.suppress(UserError):  # an untyped Param: count it as given
+                p = _typed(p)
             if p.kind == "float":
                 return None
             size *= len(p.values())

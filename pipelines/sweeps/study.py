@@ -118,7 +118,7 @@ def _open_rdb(url: str):
     logging.getLogger("sqlalchemy").setLevel(logging.ERROR)
     try:
         return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True}
+            _with_driver(url), engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True}
         )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
@@ -127,6 +127,20 @@ def _open_rdb(url: str):
             "database server runs and accepts connections from here, or leave --storage out "
             "for the embedded storage"
         ) from None
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) with the driver that is installed: SQLAlchemy
+    2.1 means psycopg 3 by it; this project pins psycopg2 (``psycopg2-binary``)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("postgresql", "postgres"):
+        return url
+    try:
+        import psycopg  # noqa: F401
+
+        return f"postgresql+psycopg://{rest}"
+    except ImportError:
+        return f"postgresql+psycopg2://{rest}"
 
 
 # --- studies -----------------------------------------------------------------------------------
@@ -141,7 +155,7 @@ def create_study(spec: SweepSpec, storage: str | None = None) -> str:
     """Validate ``spec``, create its study with every trial waiting, return the sweep id."""
     import optuna
 
-    spec.validate()
+    spec = spec.validate()
     budget = spec.budget()
     st = open_storage(storage)
     sweep_id = new_sweep_id()
