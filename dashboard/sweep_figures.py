@@ -211,15 +211,18 @@ def heat_map(
             cells.setdefault((j, i), []).append(trial)
     value_z: list[list[float | None]] = [[None] * len(xs) for _ in ys]
     state_z: list[list[int | None]] = [[None] * len(xs) for _ in ys]
-    text: list[list[str]] = [[""] * len(xs) for _ in ys]
+    # Each layer writes only its own cells' texts (the other layer's cells are empty there).
+    value_text: list[list[str]] = [[""] * len(xs) for _ in ys]
+    state_text: list[list[str]] = [[""] * len(xs) for _ in ys]
     codes = {s: n for n, s in enumerate(STATE_COLORS)}
     for (j, i), members in cells.items():
         done = [float(t["value"]) for t in members if has_value(t)]
         if done:
             value_z[j][i] = max(done)
+            value_text[j][i] = _cell_text(members, objective, lab)
         else:
             state_z[j][i] = codes[_cell_state(members)]
-        text[j][i] = _cell_text(members, objective, lab)
+            state_text[j][i] = _cell_text(members, objective, lab)
     fig = go.Figure()
     title = lab[f"objective.{objective}"]
     fig.add_trace(
@@ -227,7 +230,7 @@ def heat_map(
             x=x_text,
             y=y_text,
             z=value_z,
-            text=text,
+            text=value_text,
             texttemplate="%{text}",
             colorscale=COLORSCALE,
             colorbar={
@@ -251,7 +254,7 @@ def heat_map(
             x=x_text,
             y=y_text,
             z=state_z,
-            text=text,
+            text=state_text,
             texttemplate="%{text}",
             textfont={"color": "#212529"},
             colorscale=scale,
@@ -544,11 +547,13 @@ def trial_curves(
     *,
     limit: int = 12,
     columns: int = 4,
+    epochs: int | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Small multiples: each trial's validation accuracy per epoch, one panel per trial
     (the newest ``limit``, in trial order), both arms in their colours, the panel titled
-    with its number, state and the values of ``keys``. Shared axes, so curves compare."""
+    with its number, state and the values of ``keys``. Shared axes (x: epochs 1 to
+    ``epochs`` or the longest curve), so curves compare."""
     lab = _labels(labels)
     shown = sorted(trials, key=lambda t: int(t.get("number") or 0))[-limit:]
     if not shown:
@@ -596,6 +601,12 @@ def trial_curves(
                 col=col,
             )
             legend_done.add(arm)
+    longest = max(
+        (len(v or []) for t in shown for v in (t.get("curves") or {}).values()), default=1
+    )
+    fig.update_xaxes(
+        range=[0.5, max(epochs or 0, longest, 1) + 0.5], dtick=1 if longest <= 12 else None
+    )
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_annotations(font_size=11)
     fig.update_layout(

@@ -64,18 +64,19 @@ def test_heat_map_colours_complete_cells_and_names_the_other_states():
     assert cell(fig, 0, "0.001", "0")[0] == 0.7
     # running, pruned, failed: no objective colour; a state colour and the state's word
     for x, y, word in (("0.001", "2", "running"), ("0.01", "0", "pruned"), ("0.01", "2", "failed")):
-        value, text = cell(fig, 0, x, y)
-        assert value is None and text.startswith(word), (x, y, text)
-        assert cell(fig, 1, x, y)[0] is not None
-    assert cell(fig, 0, "0.001", "2")[1] == "running · 65.0%"  # its value so far
-    assert cell(fig, 1, "0.0001", "2")[0] is None  # complete: no state layer
+        assert cell(fig, 0, x, y) == (None, "")
+        state, text = cell(fig, 1, x, y)
+        assert state is not None and text.startswith(word), (x, y, text)
+    assert cell(fig, 1, "0.001", "2")[1] == "running · 65.0%"  # its value so far
+    assert cell(fig, 1, "0.0001", "2") == (None, "")  # complete: no state layer
 
 
 def test_a_pruned_trials_value_is_its_value_so_far_not_a_result():
     pruned = trial(0, "PRUNED", value=0.95, phase2__unfreeze_blocks=0, phase1__lr=1e-4)
     fig = sf.heat_map([pruned, grid_trials()[1]], LR, BLOCKS)
-    assert cell(fig, 0, "0.0001", "0") == (None, "pruned · 95.0%")
-    assert cell(fig, 1, "0.0001", "0")[0] is not None
+    assert cell(fig, 0, "0.0001", "0") == (None, "")
+    state, text = cell(fig, 1, "0.0001", "0")
+    assert state is not None and text == "pruned · 95.0%"
     assert [d.name for d in sf.history([pruned]).data] == ["pruned"]  # no best-so-far line
 
 

@@ -200,7 +200,11 @@ def _figures(sweep_id: str, version: str, language: str, _snap: Snapshot) -> dic
     elif len(keys) == 1:
         out["map"] = figures.one_param(trials, keys[0], log_keys=logs, **common)
     out["history"] = figures.history(trials, **common)
-    out["curves"] = figures.trial_curves(trials, keys, labels=labels)
+    base = spec.base_config()
+    epochs = base.phase1.epochs + base.phase2.epochs
+    if any(p.key in ("phase1.epochs", "phase2.epochs") for p in spec.params):
+        epochs = None  # varies: the longest curve sets the axis
+    out["curves"] = figures.trial_curves(trials, keys, epochs=epochs, labels=labels)
     return out
 
 
@@ -211,13 +215,10 @@ def _maps(snap: Snapshot) -> None:
     if "map" in figs:
         st.markdown(f"**{t('sweep.live.map')}**", help=t("sweep.live.map.help"))
         st.plotly_chart(figs["map"], config=config, key=f"sweep_map.{sweep_id}")
-    left, right = st.columns(2)
-    with left:
-        st.markdown(f"**{t('sweep.live.history')}**", help=t("sweep.live.history.help"))
-        st.plotly_chart(figs["history"], config=config, key=f"sweep_history.{sweep_id}")
-    with right:
-        st.markdown(f"**{t('sweep.live.curves')}**", help=t("sweep.live.curves.help"))
-        st.plotly_chart(figs["curves"], config=config, key=f"sweep_curves.{sweep_id}")
+    st.markdown(f"**{t('sweep.live.history')}**", help=t("sweep.live.history.help"))
+    st.plotly_chart(figs["history"], config=config, key=f"sweep_history.{sweep_id}")
+    st.markdown(f"**{t('sweep.live.curves')}**", help=t("sweep.live.curves.help"))
+    st.plotly_chart(figs["curves"], config=config, key=f"sweep_curves.{sweep_id}")
 
 
 # --- the trials table -----------------------------------------------------------------------

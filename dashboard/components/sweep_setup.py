@@ -105,7 +105,7 @@ def _fixed_summary(fixed: Config | None) -> None:
                     "sweep.fixed",
                     dataset=fixed.dataset,
                     backbone=fixed.backbone,
-                    size=fixed.image_size or "–",
+                    size=fixed.image_size or state.native_size(fixed.backbone) or "?",
                     images=_value_text("train_per_class", fixed.train_per_class),
                     arms=" + ".join(t(f"arm.{a}") for a in fixed.arms),
                     p1=fixed.phase1.epochs,
@@ -148,7 +148,9 @@ def _help(key: str) -> str:
 
 def _value_text(key: str, value: Any) -> str:
     if value is None or value == form.ALL:
-        return t("all") if key == "train_per_class" else t("sweep.null")
+        if key == "image_size":
+            return t("sweep.native")
+        return t("all") if key in ("train_per_class", "reuse_blocks") else t("sweep.null")
     if key == "arms":
         return " + ".join(t(f"arm.{a}") for a in str(value).split(","))
     if isinstance(value, bool):
