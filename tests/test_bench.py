@@ -203,3 +203,24 @@ def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
         assert key in result
     assert result["cores"]["cpu_count"] >= result["cores"]["affinity"] >= 1
     assert result["settings"]["dataset"] == tiny_data
+
+
+@pytest.mark.slow
+def test_measure_sweep_for_real_on_tiny_data(tiny_data, lite0_handle, tmp_path):
+    """The sweep figure's two sides for real: one sweep process, then each config alone."""
+    env = bench._environment(tmp_path)
+    fixed = [f"dataset={tiny_data}", "image_size=32", "batch_size=8", "phase1.epochs=1"]
+    fixed.append("phase2.epochs=0")
+    out = bench.measure_sweep(
+        fixed, env, tmp_path, 600, sweep_first=True, grid=("phase1.lr=1e-3,1e-2",)
+    )
+    assert out["configs"] == 2 and len(out["separate_walls"]) == 2
+    assert out["sweep_wall_s"] > 0 and out["separate_wall_s"] == round(
+        sum(out["separate_walls"]), 2
+    )
+    from pipelines.runs.store import RunStore
+
+    for side, runs in (("sweep", 2), ("separate", 2)):
+        store = RunStore(tmp_path / f"runs-{side}")
+        assert [r.status for r in store.list_runs()] == ["completed"] * runs
+        store.close()
