@@ -27,8 +27,8 @@ def sweep_page(app, monkeypatch) -> Iterator:
     monkeypatch.setenv(EPOCH_S_ENV, "0.05")
     monkeypatch.delenv("SWEEP_STORAGE", raising=False)
 
-    def make(**session):
-        at = app()
+    def make(lang: str | None = None, **session):
+        at = app(lang=lang)
         for key, value in session.items():
             at.session_state[key] = value
         at.switch_page(SWEEP_PAGE)
@@ -260,3 +260,14 @@ def test_load_into_setup_copies_the_trials_config(sweep_page, monkeypatch):
     message = " ".join(s.value for s in at.success)
     assert f"Loaded trial #0 of sweep {sweep_id} into Setup" in message, message
     assert "phase1.lr 0.00037 is shown as the nearest slider step, 0.0005" in message
+
+
+def test_the_page_speaks_german_without_a_missing_text(sweep_page):
+    at = sweep_page(lang="de")
+    at.button(key="sweep.preset.depth_lr").click()
+    at = ok(at.run())
+    assert at.title[0].value == "Sweep: viele Experimente auf einmal"
+    shown = [e.value for kind in ("markdown", "caption", "info", "error") for e in at.get(kind)]
+    shown += [b.label for b in at.button]
+    assert not [s for s in shown if str(s).startswith("sweep.")], shown
+    assert "**12 Trials** (ein Gitter aus 12 Punkten: 3 × 4)" in infos(at)
