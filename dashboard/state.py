@@ -205,8 +205,10 @@ def start_near_far() -> str:
 
 
 def sweep_ids() -> list[str]:
-    """Every series (sweep id) in the store, newest first."""
-    return store().sweep_ids()
+    """Every series (sweep id) in the store, newest first. The trials of a sweep
+    (:mod:`pipelines.sweeps`, ids ``sweep-…``) are tagged the same way but have their own
+    page, so they are left out."""
+    return [i for i in store().sweep_ids() if not i.startswith("sweep-")]
 
 
 # --- sweeps: Optuna studies (pipelines.sweeps) in SWEEP_STORAGE or RUNS_DIR's journal ------

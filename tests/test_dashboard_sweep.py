@@ -230,6 +230,10 @@ def test_a_tiny_sweep_starts_and_fills_its_map(sweep_page):
     assert set(table["state"]) == {"complete"}
     assert all(str(link).startswith("./?run=") for link in table["run"])
     assert "Best so far" in " ".join(s.value for s in at.success)
+    # its trials are ordinary runs on the Runs page, but the sweep is no "Near or far" series
+    at = ok(at.switch_page("views/runs.py").run())
+    assert len(at.dataframe[0].value) == 4
+    assert "Series" not in [h.value for h in at.subheader]
 
 
 def test_load_into_setup_copies_the_trials_config(sweep_page, monkeypatch):
