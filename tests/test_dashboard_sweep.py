@@ -275,3 +275,30 @@ def test_the_page_speaks_german_without_a_missing_text(sweep_page):
     shown += [b.label for b in at.button]
     assert not [s for s in shown if str(s).startswith("sweep.")], shown
     assert "**12 Trials** (ein Gitter aus 12 Punkten: 3 × 4)" in infos(at)
+
+
+def test_stop_ends_the_sweep_and_its_trials_show_why(sweep_page, monkeypatch):
+    from pipelines.sweeps import SweepSpec, parse_param, start_sweep, sweep_trials
+
+    monkeypatch.setenv(EPOCH_S_ENV, "1.0")  # slow trials: Stop comes during the first
+    spec = SweepSpec(
+        params=(parse_param("phase1.lr=1e-4,1e-3,1e-2"),),
+        fixed={"phase1.epochs": 5, "phase2.epochs": 0, "batch_size": 8},
+        sampler="grid",
+        pruner="none",
+    )
+    sweep_id = start_sweep(spec, workers=1)
+    deadline = time.monotonic() + 60
+    while not any(t["state"] == "RUNNING" for t in sweep_trials(sweep_id)):
+        assert time.monotonic() < deadline, sweep_trials(sweep_id)
+        time.sleep(0.2)
+    at = sweep_page(current_sweep=sweep_id, sweep_view="live")
+    at.button(key=f"sweep.stop.{sweep_id}").click()
+    at = ok(at.run())
+    wait_for_sweep(sweep_id)
+    at = ok(at.run())
+    header = next(m.value for m in at.markdown if m.value.startswith(f"#### Sweep {sweep_id}"))
+    assert "badge[stopped]" in header, header
+    table = at.dataframe[0].value
+    assert "failed" in set(table["state"])  # the waiting trials, with the reason
+    assert "the sweep was stopped" in set(table["error"])
