@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from dashboard.components.sweep_live import SNAPSHOT_S
 from tests.sweep_workload import EPOCH_S_ENV
 from tests.test_dashboard_app import errors, ok
 
@@ -198,6 +199,7 @@ def wait_for_sweep(sweep_id: str, timeout: float = 120.0) -> None:
     while sweep_state_of(sweep_id) not in ("finished", "stopped"):
         assert time.monotonic() < deadline, sweep_trials(sweep_id)
         time.sleep(0.2)
+    time.sleep(SNAPSHOT_S + 0.1)  # the page's shared snapshot may be that much older
 
 
 def test_a_tiny_sweep_starts_and_fills_its_map(sweep_page):
