@@ -1,6 +1,6 @@
 """The transfer-learning dashboard: ``streamlit run dashboard/app.py``.
 
-Three pages (Experiment, Runs, Explain) and a language switch in the sidebar. Training never
+Four pages (Experiment, Runs, Sweep, Explain) and a language switch in the sidebar. Training never
 happens in this process: the pages start, watch and stop engine worker processes through
 :mod:`pipelines.runs.jobs` and read everything from the run store (see ``dashboard/state.py``).
 """
@@ -41,6 +41,7 @@ pages = [
         "views/experiment.py", title=t("nav.experiment"), icon=":material/science:", default=True
     ),
     st.Page("views/runs.py", title=t("nav.runs"), icon=":material/history:", url_path="runs"),
+    st.Page("views/sweep.py", title=t("nav.sweep"), icon=":material/grid_on:", url_path="sweep"),
     st.Page(
         "views/explain.py", title=t("nav.explain"), icon=":material/school:", url_path="explain"
     ),

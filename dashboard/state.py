@@ -205,8 +205,73 @@ def start_near_far() -> str:
 
 
 def sweep_ids() -> list[str]:
-    """Every series (sweep id) in the store, newest first."""
-    return store().sweep_ids()
+    """Every series (sweep id) in the store, newest first. The trials of a sweep
+    (:mod:`pipelines.sweeps`, ids ``sweep-…``) are tagged the same way but have their own
+    page, so they are left out."""
+    return [i for i in store().sweep_ids() if not i.startswith("sweep-")]
+
+
+# --- sweeps: Optuna studies (pipelines.sweeps) in SWEEP_STORAGE or RUNS_DIR's journal ------
+
+
+def start_sweep(spec: Any, workers: int | None = None) -> str:
+    """Start the sweep's trial workers (:func:`pipelines.sweeps.start_sweep`, validated
+    there again) and return its id at once; the trials are ordinary runs in the store."""
+    from pipelines import sweeps
+
+    return sweeps.start_sweep(spec, workers=workers)
+
+
+def sweeps() -> list[dict[str, Any]]:
+    """Every sweep, newest first: ``sweep_id, state, trials, best_value, created``."""
+    from pipelines import sweeps as engine
+
+    return engine.list_sweeps()
+
+
+def sweep_trials(sweep_id: str) -> list[dict[str, Any]]:
+    """The sweep's trials as the study has them (remote workers' too); see
+    :func:`pipelines.sweeps.sweep_trials`."""
+    from pipelines import sweeps as engine
+
+    return engine.sweep_trials(sweep_id)
+
+
+def sweep_spec(sweep_id: str) -> Any:
+    """The sweep's :class:`pipelines.sweeps.SweepSpec`."""
+    from pipelines import sweeps as engine
+
+    return engine.sweep_spec(sweep_id)
+
+
+def stop_sweep(sweep_id: str) -> None:
+    """End the sweep: no new trials; running ones stop like a run's Stop."""
+    from pipelines import sweeps as engine
+
+    engine.stop_sweep(sweep_id)
+
+
+def trial_config(sweep_id: str, params: dict[str, Any]) -> ExperimentConfig:
+    """The experiment config of the sweep's trial with ``params`` (the fixed part with the
+    trial's values), also for a trial whose run lives on another machine."""
+    return sweep_spec(sweep_id).config_for(dict(params))
+
+
+def finished_runs() -> list[Run]:
+    """Completed runs with a training time in their summary (for the sweep's estimate)."""
+    return [
+        r
+        for r in store().runs_with_status("completed")
+        if r.config is not None and (r.summary or {}).get("wall_s")
+    ]
+
+
+def max_running() -> int:
+    """How many runs may train at once (``MAX_RUNNING_EXPERIMENTS``): a sweep's default
+    number of workers."""
+    from pipelines.runs.jobs import max_running_from_env
+
+    return max_running_from_env()
 
 
 class SeriesView(NamedTuple):

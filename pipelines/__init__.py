@@ -5,7 +5,7 @@ TensorFlow: ``tensorflow_hub.KerasLayer`` only works with Keras 2. This is the o
 is set; import ``pipelines`` (or any submodule) before ``tensorflow``.
 
 Packages by stage, imports one way (down this list): :mod:`.backbones`, :mod:`.data`,
-:mod:`.training`, :mod:`.runs`, then :mod:`.bench` and :mod:`.commands` on top;
+:mod:`.training`, :mod:`.runs`, :mod:`.sweeps`, then :mod:`.bench` and :mod:`.commands` on top;
 :mod:`.errors` and :mod:`.settings` are the foundation.
 
 Glossary (the code uses these names and no others for these ideas):

@@ -31,6 +31,13 @@ memory_ratio                    engine experiment with both arms, peak RSS of th
 start_to_first_epoch_s          seconds (not a ratio): submitting the warm feature-
                                 extraction run (:func:`submit_for_first_epoch`) to its
                                 first epoch row in the store
+sweep_ratio                     a grid sweep (:data:`SWEEP_GRID`, 3 x 4 configs of
+                                :data:`SWEEP_SETS`) as one ``python -m pipelines sweep``
+                                process with one warm worker, start to exit / the same
+                                configs one after another as separate ``python -m
+                                pipelines train`` processes, summed (both engine; each
+                                side on its own empty feature cache:
+                                :func:`measure_sweep`)
 ==============================  ======================================================
 
 Each figure comes from ``repeats`` interleaved repetitions (engine, plain, plain, engine,
@@ -76,6 +83,7 @@ FIGURES = (
     "scratch_epoch_ratio",
     "memory_ratio",
     "start_to_first_epoch_s",
+    "sweep_ratio",
 )
 ACCURACY_FIGURES = (
     "feature_extraction_cold_ratio",
@@ -83,6 +91,10 @@ ACCURACY_FIGURES = (
     "feature_extraction_warm_pool_ratio",
 )
 FINETUNE_BLOCKS = 2  # the seminar preset's depth (ExperimentConfig().phase2.unfreeze_blocks)
+# The sweep figure's grid and fixed settings (the issue's: 100 images per class, 160 px,
+# Lite0, 3 + 1 epochs, phase2.unfreeze_blocks x phase1.lr).
+SWEEP_GRID = ("phase2.unfreeze_blocks=1,2,3", "phase1.lr=1e-4,3e-4,1e-3,3e-3")
+SWEEP_SETS = ("train_per_class=100", "image_size=160", "phase1.epochs=3", "phase2.epochs=1")
 
 
 def _measure(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
@@ -188,6 +200,65 @@ def submit_for_first_epoch(sets: list[str], env: dict[str, str], timeout: float)
     }
 
 
+def sweep_points(grid: tuple[str, ...]) -> list[list[str]]:
+    """The grid's configs as ``--set`` lists, in the sweep's own order."""
+    from pipelines.sweeps import SweepSpec, parse_param
+
+    spec = SweepSpec(params=tuple(parse_param(p) for p in grid), sampler="grid")
+    return [[f"{k}={v!r}" for k, v in point.items()] for point in spec.grid_points()]
+
+
+def measure_sweep(
+    fixed: list[str],
+    env: dict[str, str],
+    work: Path,
+    timeout: float,
+    *,
+    sweep_first: bool,
+    grid: tuple[str, ...] = SWEEP_GRID,
+    say=lambda message: None,
+) -> dict:
+    """The sweep figure's two sides, in the order ``sweep_first`` says: ``python -m
+    pipelines sweep`` over ``grid`` with ``fixed`` (grid sampler, no pruner: both sides
+    train every config in full; one worker), and each of the grid's configs as its own
+    ``python -m pipelines train`` process, one after another. Each side gets its own empty
+    feature cache under ``work``. Returns ``{"sweep_wall_s", "separate_wall_s",
+    "separate_walls", "configs"}``."""
+    points = sweep_points(grid)
+    out: dict = {"configs": len(points)}
+    for side in ("sweep", "separate") if sweep_first else ("separate", "sweep"):
+        side_env = {
+            **env,
+            "FEATURE_CACHE_DIR": str(work / f"features-{side}"),
+            "RUNS_DIR": str(work / f"runs-{side}"),
+            "MAX_RUNNING_EXPERIMENTS": "1",
+        }
+        if side == "sweep":
+            say(f"engine, a sweep of {len(points)} configs in one process")
+            cmd = [sys.executable, "-m", "pipelines", "sweep", "--json", "--workers", "1"]
+            cmd += ["--sampler", "grid", "--pruner", "none"]
+            for param in grid:
+                cmd += ["--param", param]
+            for item in fixed:
+                cmd += ["--set", item]
+            result = _measure(cmd, side_env, timeout)
+            states = {t["state"] for t in result["out"]["trials"]}
+            if states != {"COMPLETE"} or len(result["out"]["trials"]) != len(points):
+                raise UserError(f"benchmark step failed: the sweep's trials ended {states}")
+            out["sweep_wall_s"] = result["wall_s"]
+        else:
+            walls = []
+            for i, point in enumerate(points):
+                say(f"engine, config {i + 1}/{len(points)} of the sweep as its own process")
+                cmd = [sys.executable, "-m", "pipelines", "train", "--json"]
+                for item in [*fixed, *point]:
+                    cmd += ["--set", item]
+                walls.append(_measure(cmd, side_env, timeout)["wall_s"])
+            out["separate_walls"] = walls
+            out["separate_wall_s"] = round(sum(walls), 2)
+    return out
+
+
 @contextlib.contextmanager
 def _environ(env: dict[str, str]):
     """``os.environ`` set to ``env`` for the duration (the job manager passes it on)."""
@@ -243,9 +314,13 @@ def run_bench(
     repeats: int = 3,
     accuracy_target: float | None = None,
     timeout: float = 1800,
+    sweep_grid: tuple[str, ...] = SWEEP_GRID,
+    sweep_sets: tuple[str, ...] = SWEEP_SETS,
     say=lambda message: None,
 ) -> dict:
-    """Run every measurement ``repeats`` times, interleaved, and report the medians."""
+    """Run every measurement ``repeats`` times, interleaved, and report the medians.
+    ``sweep_grid``/``sweep_sets``: the sweep figure's grid and fixed settings (on top of the
+    data set, Lite0 and ``batch_size``)."""
     from pipelines.data import resolve_source
 
     if repeats < 1:
@@ -283,6 +358,17 @@ def run_bench(
                 rep.update(bench.engine_side(plan, work / f"rep{i}", say))
             else:
                 rep.update(bench.plain_side(plan, say))
+        sweep_fixed = [bench.dataset_set(), "backbone=efficientnet_lite0", *sweep_sets]
+        sweep_fixed.append(f"batch_size={batch_size}")
+        rep["sweep"] = measure_sweep(
+            sweep_fixed,
+            env,
+            work / f"rep{i}" / "sweep",
+            timeout,
+            sweep_first=engine_first,
+            grid=sweep_grid,
+            say=say,
+        )
         rep["engine_first"] = engine_first
         reps.append(rep)
 
@@ -300,6 +386,8 @@ def run_bench(
             "train_images": reps[0]["plain_frozen"]["out"]["train_images"],
             "repeats": repeats,
             "accuracy_target": accuracy_target,
+            "sweep_grid": list(sweep_grid),
+            "sweep_sets": list(sweep_sets),
         },
         reps,
     )
@@ -454,6 +542,7 @@ def _rep_figures(rep: dict) -> dict:
         "scratch_epoch_ratio": scratch_epochs[-1] / plain_scratch_epoch,
         "memory_ratio": rep["both"]["peak_rss_mb"] / plain_frozen["peak_rss_mb"],
         "start_to_first_epoch_s": rep["submitted"]["start_to_first_epoch_s"],
+        "sweep_ratio": rep["sweep"]["sweep_wall_s"] / rep["sweep"]["separate_wall_s"],
     }
     seconds = {
         "plain_frozen_wall": plain_frozen["wall_s"],
@@ -471,6 +560,8 @@ def _rep_figures(rep: dict) -> dict:
         "plain_scratch_epochs": plain_scratch["out"]["epoch_s"],
         "engine_scratch_epochs": scratch_epochs,
         "engine_submitted_to_completed": rep["submitted"]["start_to_completed_s"],
+        "engine_sweep_wall": rep["sweep"]["sweep_wall_s"],
+        "engine_separate_trains_wall": rep["sweep"]["separate_wall_s"],
     }
     megabytes = {
         "plain_frozen_peak_rss": plain_frozen["peak_rss_mb"],

@@ -22,6 +22,7 @@ ORDER = [
     "data",
     "training",
     "runs",
+    "sweeps",
     "bench",
     "commands",
     "__main__",

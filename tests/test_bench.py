@@ -56,8 +56,13 @@ def measured(monkeypatch, tmp_path):
         calls.append(("submit", sets, env["FEATURE_CACHE_DIR"]))
         return {"start_to_first_epoch_s": 1.5, "start_to_completed_s": 3.0, "val_accuracy": 0.9}
 
+    def sweep(fixed, env, work, timeout, *, sweep_first, grid, say):
+        calls.append(("sweep", fixed, str(work)))
+        return {"sweep_wall_s": 30.0, "separate_wall_s": 100.0, "configs": 12}
+
     monkeypatch.setattr(bench, "_measure", measure)
     monkeypatch.setattr(bench, "_engine", engine)
+    monkeypatch.setattr(bench, "measure_sweep", sweep)
     monkeypatch.setattr(bench, "submit_for_first_epoch", submit)
     monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "work"))
     monkeypatch.setattr(
@@ -96,12 +101,56 @@ def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_pat
     assert result["start_to_first_epoch_s"] == 1.5
     assert result["settings"]["train_images"] == 16
     assert result["val_accuracy"]["engine_both_arms"] == {"imagenet": 0.9}
+    sweeps = [c for c in measured if c[0] == "sweep"]
+    assert len(sweeps) == 1 and {"dataset=/hoh", "batch_size=8"} <= set(sweeps[0][1])
+    assert set(bench.SWEEP_SETS) <= set(sweeps[0][1])
+    assert result["sweep_ratio"] == 0.3  # 30 s / 100 s
+
+
+def test_measure_sweep_runs_one_sweep_and_each_config_alone(monkeypatch, tmp_path):
+    seen: list[tuple[list[str], dict]] = []
+
+    def measure(cmd, env, timeout):
+        seen.append((cmd, env))
+        if "sweep" in cmd:
+            trials = [{"state": "COMPLETE"}] * 12
+            return {"wall_s": 40.0, "out": {"trials": trials}}
+        return {"wall_s": 10.0, "out": {}}
+
+    monkeypatch.setattr(bench, "_measure", measure)
+    fixed = ["dataset=/hoh", "image_size=160"]
+    for sweep_first in (True, False):
+        seen.clear()
+        out = bench.measure_sweep(fixed, {}, tmp_path, 60, sweep_first=sweep_first)
+        assert out == {
+            "configs": 12,
+            "sweep_wall_s": 40.0,
+            "separate_walls": [10.0] * 12,
+            "separate_wall_s": 120.0,
+        }
+        sweep = [cmd for cmd, _ in seen if "sweep" in cmd]
+        trains = [cmd for cmd, _ in seen if "train" in cmd]
+        assert len(sweep) == 1 and len(trains) == 12
+        assert (seen[0][0] is sweep[0]) == sweep_first
+        cmd = sweep[0]
+        assert cmd[cmd.index("--workers") + 1] == "1" and cmd[cmd.index("--pruner") + 1] == "none"
+        assert [cmd[i + 1] for i, c in enumerate(cmd) if c == "--param"] == list(bench.SWEEP_GRID)
+        points = {
+            tuple(c for c in t if "=" in c and not c.startswith(("dataset", "image")))
+            for t in trains
+        }
+        assert len(points) == 12  # every config once
+        assert ("phase2.unfreeze_blocks=3", "phase1.lr=0.003") in points
+        caches = {env["FEATURE_CACHE_DIR"] for _, env in seen}
+        assert caches == {str(tmp_path / "features-sweep"), str(tmp_path / "features-separate")}
 
 
 def test_repetitions_interleave_and_report_medians_with_their_spread(measured):
     result = bench.run_bench(baseline=Path(__file__), repeats=3)
     sides = []
     for kind, *_ in measured[1:]:  # after the backbones listing
+        if kind == "sweep":  # its own two sides, interleaved within (test_measure_sweep...)
+            continue
         side = "plain" if kind == "plain" else "engine"
         if not sides or sides[-1] != side:
             sides.append(side)
@@ -142,6 +191,8 @@ def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
         scratch_epochs=1,
         repeats=1,
         accuracy_target=0.0,
+        sweep_grid=("phase1.lr=1e-3,1e-2",),
+        sweep_sets=("phase1.epochs=1", "phase2.epochs=0"),
     )
     for figure in bench.FIGURES:
         value, (low, high) = result[figure], result["spread"][figure]
@@ -152,3 +203,24 @@ def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
         assert key in result
     assert result["cores"]["cpu_count"] >= result["cores"]["affinity"] >= 1
     assert result["settings"]["dataset"] == tiny_data
+
+
+@pytest.mark.slow
+def test_measure_sweep_for_real_on_tiny_data(tiny_data, lite0_handle, tmp_path):
+    """The sweep figure's two sides for real: one sweep process, then each config alone."""
+    env = bench._environment(tmp_path)
+    fixed = [f"dataset={tiny_data}", "image_size=32", "batch_size=8", "phase1.epochs=1"]
+    fixed.append("phase2.epochs=0")
+    out = bench.measure_sweep(
+        fixed, env, tmp_path, 600, sweep_first=True, grid=("phase1.lr=1e-3,1e-2",)
+    )
+    assert out["configs"] == 2 and len(out["separate_walls"]) == 2
+    assert out["sweep_wall_s"] > 0 and out["separate_wall_s"] == round(
+        sum(out["separate_walls"]), 2
+    )
+    from pipelines.runs.store import RunStore
+
+    for side, runs in (("sweep", 2), ("separate", 2)):
+        store = RunStore(tmp_path / f"runs-{side}")
+        assert [r.status for r in store.list_runs()] == ["completed"] * runs
+        store.close()

@@ -42,6 +42,7 @@ STATUS_COLORS = {
     "stopped": "orange",
     "failed": "red",
     "interrupted": "red",
+    "pruned": "violet",
 }
 
 

@@ -187,6 +187,8 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
     applied = st.session_state.pop("preset_applied", None)
     if applied:
         st.success(t("presets.applied", name=t(f"preset.{applied}")), icon=":material/check:")
+    if loaded := st.session_state.pop("loaded_into_setup", None):  # a sweep's trial
+        st.success(loaded, icon=":material/input:")
     start_error = st.session_state.pop("start_error", None)
     if start_error:
         st.error(start_error)

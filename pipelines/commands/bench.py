@@ -1,10 +1,12 @@
 """``python -m pipelines bench [--json] [--repeats N] ...``: engine vs the plain TF Hub recipe.
 
 Takes a while on Horses or Humans at 224 px (each repetition trains the plain recipe twice
-and the engine seven times; 3 repetitions by default). Needs the data set (``DATASETS_DIR``
-for Horses or Humans, or ``--dataset FOLDER`` with ``train/`` and ``validation/``) and the
-plain recipe (``--baseline``, default ``../shared/bench/plain_keras_baseline.py``). What each
-figure spans: :mod:`pipelines.bench` and the README's Speed section.
+and the engine seven times, plus the sweep figure: a 12-config sweep and the same 12
+configs as separate ``train`` processes at 160 px; 3 repetitions by default). Needs the
+data set (``DATASETS_DIR`` for Horses or Humans, or ``--dataset FOLDER`` with ``train/``
+and ``validation/``) and the plain recipe (``--baseline``, default
+``../shared/bench/plain_keras_baseline.py``). What each figure spans: :mod:`pipelines.bench`
+and the README's Speed section.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ TARGETS = {
     "scratch_epoch_ratio": 1.05,
     "memory_ratio": 1.5,
     "start_to_first_epoch_s": 2.0,
+    "sweep_ratio": 0.5,
 }
 
 
@@ -30,7 +33,13 @@ def run(args) -> int:
     kwargs = {}
     if args.quick:  # a smoke run: tiny subset, small images, few epochs
         kwargs = dict(
-            image_size=64, epochs=2, finetune_epochs=1, scratch_epochs=1, train_per_class=16
+            image_size=64,
+            epochs=2,
+            finetune_epochs=1,
+            scratch_epochs=1,
+            train_per_class=16,
+            sweep_grid=("phase2.unfreeze_blocks=1,2", "phase1.lr=1e-3,1e-2"),
+            sweep_sets=("image_size=64", "phase1.epochs=1", "phase2.epochs=1"),
         )
     for key in ("image_size", "epochs", "finetune_epochs", "scratch_epochs", "batch_size"):
         if getattr(args, key) is not None:

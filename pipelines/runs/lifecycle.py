@@ -69,6 +69,24 @@ def claim_worker(store: RunStore, run_id: str, pid: int) -> None:
         )
 
 
+def create_claimed(
+    store: RunStore, config, pid: int, sweep_id: str | None = None, trial: int | None = None
+) -> str:
+    """Create a queued run already claimed by worker ``pid`` (as :func:`claim_worker`
+    records it), in one transaction: no pool worker can take it in between. For a process
+    that runs the run itself (a sweep's worker)."""
+    started = _create_time(pid)
+    with store.transaction() as c:
+        run_id = store.create_run(config, sweep_id=sweep_id, trial=trial)
+        now = time.time()
+        c.execute(
+            "UPDATE runs SET worker_pid = ?, worker_started = ?, heartbeat = ?, updated = ?"
+            " WHERE run_id = ?",
+            (pid, started, now, now, run_id),
+        )
+    return run_id
+
+
 def claim_slot(store: RunStore, run_id: str, max_running: int) -> bool:
     """Atomically move a queued run to ``running`` if fewer than ``max_running`` runs are
     running and no older queued run with a live worker is waiting ahead of it.

@@ -20,9 +20,10 @@ from typing import Any
 from pipelines.errors import UserError
 from pipelines.training.config import ExperimentConfig
 
-STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
+STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted", "pruned")
 ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "failed", "stopped", "interrupted")
+# pruned: a sweep's trial stopped early by its pruner (pipelines.sweeps), rows kept.
+TERMINAL = ("completed", "failed", "stopped", "interrupted", "pruned")
 
 
 @dataclass(frozen=True)
@@ -112,5 +113,5 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        """Completed, failed, stopped or interrupted."""
+        """Completed, failed, stopped, interrupted or pruned."""
         return self.status in TERMINAL

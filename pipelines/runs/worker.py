@@ -89,8 +89,13 @@ def run_worker(
     store: RunStore | None = None,
     max_running: int | None = None,
     echo: bool = False,
+    pruned: Callable[[], bool] | None = None,
 ) -> int:
     """Run ``run_id`` here and return an exit code (``EXIT_*``).
+
+    ``pruned``: a sweep's trial (:mod:`pipelines.sweeps.trial`) asks its run to stop when
+    its pruner says so; if ``pruned()`` is True once the run has stopped, it ends ``pruned``
+    instead of ``stopped`` (exit code ``EXIT_STOPPED`` either way).
 
     Raises :class:`UserError` only before the run is claimed (no such run, already finished,
     another live worker has it); after that every outcome is recorded in the store, and an
@@ -109,18 +114,25 @@ def run_worker(
     beat.start()
     try:
         with _stop_on_signals(flag):
-            return _run(store, run, limit, flag, echo)
+            return _run(store, run, limit, flag, echo, pruned)
     finally:
         done.set()
         flag.wake.set()
         beat.join(timeout=5)
 
 
-def _run(store: RunStore, run: Run, limit: int, flag: StopFlag, echo: bool) -> int:
+def _run(
+    store: RunStore,
+    run: Run,
+    limit: int,
+    flag: StopFlag,
+    echo: bool,
+    pruned: Callable[[], bool] | None = None,
+) -> int:
     run_id = run.run_id
     say = _reporter(store, run_id, echo)
     try:
-        return _attempt(store, run, limit, flag, say)
+        return _attempt(store, run, limit, flag, say, pruned)
     except KeyboardInterrupt:
         if _record(store, run_id, "stopped", "stopped at once by a second stop signal"):
             _quietly(say, "stopped at once; the batch in progress was lost")
@@ -141,7 +153,12 @@ def _run(store: RunStore, run: Run, limit: int, flag: StopFlag, echo: bool) -> i
 
 
 def _attempt(
-    store: RunStore, run: Run, limit: int, flag: StopFlag, say: Callable[[str], None]
+    store: RunStore,
+    run: Run,
+    limit: int,
+    flag: StopFlag,
+    say: Callable[[str], None],
+    pruned: Callable[[], bool] | None = None,
 ) -> int:
     """Wait for a slot, run the workload, record how it ended; raises what went wrong."""
     run_id, config = run.run_id, run.config
@@ -159,6 +176,10 @@ def _attempt(
     # last batch); without its word, the flag decides.
     said = summary.get("stopped") if isinstance(summary, dict) else None
     stopped = said if isinstance(said, bool) else flag()
+    if stopped and pruned is not None and pruned():
+        lifecycle.finish(store, run_id, "pruned")
+        say("pruned by its sweep; what was trained so far is kept")
+        return EXIT_STOPPED
     if stopped:
         lifecycle.finish(store, run_id, "stopped")
         say("stopped on request; what was trained so far is kept")
