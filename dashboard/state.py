@@ -13,6 +13,11 @@ Nothing here trains. Runs are started and stopped through :class:`pipelines.runs
 whose reads never write: :func:`status`, :func:`selected_run` and :func:`list_runs` reap
 (:func:`pipelines.runs.lifecycle.reap`) first, so a run whose worker died shows
 ``interrupted``.
+Every door that changes something (start, stop, delete, upload, export builds, loading a
+backbone that is not built in, classifying an uploaded image) is wrapped in
+:func:`dashboard.roles.presenter_only` (or calls :func:`dashboard.roles.require_presenter`):
+on a shared server a viewer's call is refused here, the one place, whatever the page
+rendered or a client sent. A new state-changing door gets the decorator too.
 Locations are read from :mod:`pipelines.settings` on every call, so the cache keys include
 them (tests point them at temporary folders).
 """
@@ -31,6 +36,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard import roles
+from dashboard.roles import presenter_only
 from pipelines import settings
 from pipelines.backbones.blocks import freeze_report as freeze_report
 from pipelines.errors import UserError as UserError
@@ -177,6 +184,7 @@ def overlay_curves(run_ids: list[str]) -> dict[str, pd.DataFrame]:
     return history.overlay_curves(store(), run_ids)
 
 
+@presenter_only("stop")
 def request_stop(run_id: str) -> None:
     """Ask the run's worker to stop after its current batch (a run still waiting for a
     busy pool stops at once)."""
@@ -184,12 +192,14 @@ def request_stop(run_id: str) -> None:
     lifecycle.drop_unclaimed(store(), run_id)
 
 
+@presenter_only("start")
 def start(config: ExperimentConfig) -> str:
     """Queue ``config`` and spawn its worker process; return the run id."""
     with _JOBS_LOCK:
         return _jobs(_runs_root()).start(config)
 
 
+@presenter_only("start")
 def start_near_far() -> str:
     """Queue the "Near or far" series (the lesson's defaults: both named data sets, every
     third block of EfficientNet-Lite0, both arms); return its sweep id. Every config is
@@ -259,12 +269,14 @@ def curves(run_id: str, kind: str = "epoch") -> pd.DataFrame:
     return frame.astype(dict.fromkeys(text, object)) if text else frame
 
 
+@presenter_only("stop")
 def kill(run_id: str) -> None:
     """SIGKILL the run's worker and mark it stopped (rows so far are kept)."""
     with _JOBS_LOCK:
         _jobs(_runs_root()).kill(run_id)
 
 
+@presenter_only("delete")
 def delete_run(run_id: str) -> None:
     """Delete a finished run, its rows and files (reaped first, so a dead one can go)."""
     with _JOBS_LOCK:
@@ -386,6 +398,7 @@ def upload_cap_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
+@presenter_only("upload")
 def save_upload(name: str, data: bytes) -> Path:
     """:func:`pipelines.data.uploads.save_upload` with this server's :func:`upload_cap_mb`."""
     from pipelines.data.uploads import save_upload as engine_save_upload
@@ -419,11 +432,13 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
     Cached per backbone, size and the folder's modification time."""
     if is_builtin(backbone):
         return None
+    roles.require_presenter("backbone")  # loading one runs its graph, maybe downloads it
     path = Path(backbone).expanduser()
     mtime = path.stat().st_mtime if path.is_dir() else 0.0
     return _backbone_problem(backbone, image_size, mtime)
 
 
+@presenter_only("export")
 def model_dir(run_id: str, arm: str) -> Path:
     """:func:`pipelines.training.export.model_dir`: the arm's inference SavedModel, built
     from its weights on the first request (seconds)."""
@@ -432,6 +447,7 @@ def model_dir(run_id: str, arm: str) -> Path:
     return engine_model_dir(store(), run_id, arm)
 
 
+@presenter_only("try")
 def predict(run_id: str, arm: str, image: np.ndarray) -> list[float]:
     """Class probabilities of one uint8 RGB image (already at the model's size) from the
     arm's inference SavedModel (:func:`pipelines.training.predict.predict`; the model is
@@ -441,6 +457,7 @@ def predict(run_id: str, arm: str, image: np.ndarray) -> list[float]:
     return engine_predict(model_dir(run_id, arm), image)
 
 
+@presenter_only("try")
 def imagenet_top5(backbone: str, image_bytes: bytes) -> list[dict[str, Any]]:
     """The backbone's own ImageNet top-5 for an image file's bytes."""
     from pipelines.training.predict import imagenet_top5 as engine_top5
@@ -473,6 +490,7 @@ def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     return engine_savedmodel_zip(_store(root), run_id, arm)
 
 
+@presenter_only("export")
 def onnx_export(run_id: str, arm: str) -> dict[str, Any]:
     """Convert the arm's model to ONNX once (kept in the run's folder) and return
     ``{"path", "parity_max_abs_diff", ...}`` (:func:`pipelines.training.export.onnx_cached`)."""
