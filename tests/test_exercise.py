@@ -92,6 +92,19 @@ def test_a_taken_group_name_is_refused_whatever_its_case_and_spaces(store):
     assert ex.join(store, exercise.exercise_id, "Ümlaut-Gruppe 2, ok?").name  # letters etc.
 
 
+def test_a_group_continues_on_another_device_with_its_code_only(store):
+    exercise = seminar(store)
+    joined = ex.join(store, exercise.exercise_id, "Table one")
+    assert len(joined.code) == 6 and "code" not in repr(joined)
+    again = ex.rejoin(store, exercise.exercise_id, "TABLE ONE", f" {joined.code.upper()} ")
+    assert again.name == "Table one"
+    for wrong in ("", "000000", joined.code[:5]):
+        with pytest.raises(UserError, match="group “Table one”: wrong code"):
+            ex.rejoin(store, exercise.exercise_id, "Table one", wrong)
+    with pytest.raises(UserError, match="no group “Table two”"):
+        ex.rejoin(store, exercise.exercise_id, "Table two", joined.code)
+
+
 def test_seminar_sides_alternate_and_each_side_trains_its_arm_only(store, queue_only):
     exercise = seminar(store)
     sides = [ex.join(store, exercise.exercise_id, f"G{i}").side for i in range(4)]

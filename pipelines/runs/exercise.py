@@ -31,11 +31,14 @@ Contract:
   with the reason in its ``error`` and log, its rows kept; running runs finish. A run a
   group starts while the exercise closes is cancelled too: the close and the start are
   transactions, and whichever comes second sees the other.
+* A group that joined gets a short ``code`` (never shown on the board): :func:`rejoin` with
+  name and code continues as that group from another device or after a reload.
 * :func:`stop_group_run` asks a group's active run to stop (the presenter's control).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import time
@@ -252,6 +255,7 @@ class Group:
     name: str
     side: str | None  # "A" or "B" in seminar mode, else None
     joined: float
+    code: str | None = field(default=None, repr=False)  # to continue as this group
 
 
 def _exercise(row: dict[str, Any]) -> Exercise:
@@ -307,7 +311,7 @@ def open_exercise(store: RunStore, name: str, rules: Rules) -> Exercise:
 def groups(store: RunStore, exercise_id: str) -> list[Group]:
     """The groups of the exercise in the order they joined."""
     rows = store.exercise_group_rows(exercise_id)
-    return [Group(r["name"], r["side"], r["joined"]) for r in rows]
+    return [Group(r["name"], r["side"], r["joined"], r["code"]) for r in rows]
 
 
 def group(store: RunStore, exercise_id: str, name: str) -> Group:
@@ -338,11 +342,24 @@ def join(store: RunStore, exercise_id: str, name: str, side: str | None = None) 
         else:
             side = None
         c.execute(
-            "INSERT INTO exercise_groups (exercise_id, name, name_key, side, joined)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (exercise_id, name, name_key(name), side, time.time()),
+            "INSERT INTO exercise_groups (exercise_id, name, name_key, side, joined, code)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (exercise_id, name, name_key(name), side, time.time(), secrets.token_hex(3)),
         )
     return group(store, exercise_id, name)
+
+
+def rejoin(store: RunStore, exercise_id: str, name: str, code: str) -> Group:
+    """Continue as a group that joined earlier (another device, a reloaded page): its
+    ``code`` (shown to the group when it joined) must match; compared in constant time."""
+    _require_open(store, exercise_id)
+    member = group(store, exercise_id, check_name(name))
+    given = str(code or "").strip().lower().encode()
+    if not member.code or not hmac.compare_digest(given, member.code.encode()):
+        raise UserError(
+            f"group “{member.name}”: wrong code; the group's code was shown when it joined"
+        )
+    return member
 
 
 # --- runs ----------------------------------------------------------------------------------

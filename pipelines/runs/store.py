@@ -178,6 +178,7 @@ CREATE TABLE IF NOT EXISTS exercise_groups (
     name_key TEXT NOT NULL,
     side TEXT,
     joined REAL NOT NULL,
+    code TEXT,
     PRIMARY KEY (exercise_id, name_key)
 )"""
 _SCHEMA += _EXERCISE_TABLES + ";\n"
@@ -422,10 +423,11 @@ class RunStore:
         return [dict(r) for r in rows]
 
     def exercise_group_rows(self, exercise_id: str) -> list[dict[str, Any]]:
-        """The groups that joined ``exercise_id`` (``name, name_key, side, joined``), in
-        the order they joined. Never writes."""
+        """The groups that joined ``exercise_id`` (``name, name_key, side, joined, code``),
+        in the order they joined. Never writes."""
         rows = self._conn().execute(
-            "SELECT name, name_key, side, joined FROM exercise_groups WHERE exercise_id = ?"
+            "SELECT name, name_key, side, joined, code FROM exercise_groups"
+            " WHERE exercise_id = ?"
             " ORDER BY joined, rowid",
             (exercise_id,),
         )
