@@ -44,6 +44,7 @@ pages = [
     st.Page(
         "views/explain.py", title=t("nav.explain"), icon=":material/school:", url_path="explain"
     ),
+    st.Page("views/groups.py", title=t("groups.nav"), icon=":material/groups:", url_path="groups"),
 ]
 page = st.navigation(pages)
 

@@ -24,9 +24,12 @@ them (tests point them at temporary folders).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +45,10 @@ from pipelines import settings
 from pipelines.backbones.blocks import freeze_report as freeze_report
 from pipelines.errors import UserError as UserError
 from pipelines.numerics import is_imbalanced as is_imbalanced
+from pipelines.runs import exercise as _exercise
 from pipelines.runs import lifecycle, pool
+from pipelines.runs.exercise import Exercise as Exercise
+from pipelines.runs.exercise import Group as Group
 from pipelines.runs.jobs import JobManager
 from pipelines.runs.run import ACTIVE as ACTIVE
 from pipelines.runs.run import Run as Run
@@ -246,6 +252,159 @@ def series_view(sweep_id: str) -> SeriesView:
         if classes:
             chance[str(run.config_dict.get("dataset", ""))] = 1 / len(classes)
     return SeriesView(depth_table(runs, best), active, chance)
+
+
+# --- group exercises (pipelines.runs.exercise) ---------------------------------------------
+# This session's group lives in Session State only (never in the URL): a reload forgets it,
+# and the group's code continues it (join_group with code).
+_MY_GROUP = "_groups.mine"
+BOARD_SNAPSHOT_S = 0.5
+
+
+def exercise_now() -> Exercise | None:
+    """The open exercise, else the newest closed one (its board stays), else None."""
+    return _exercise.current(store())
+
+
+@presenter_only("exercise")
+def open_exercise(name: str, rules: dict[str, Any]) -> Exercise:
+    """Open an exercise with :class:`pipelines.runs.exercise.Rules` given as a dict."""
+    opened = _exercise.open_exercise(store(), name, _exercise.Rules.from_dict(rules))
+    _board.clear()
+    return opened
+
+
+@presenter_only("exercise")
+def close_exercise(exercise_id: str) -> list[str]:
+    """Close it; its queued runs are cancelled with the reason (rows kept). Their ids."""
+    cancelled = _exercise.close(store(), exercise_id)
+    _board.clear()
+    return cancelled
+
+
+@presenter_only("stop")
+def stop_group_run(exercise_id: str, group: str) -> str | None:
+    """Ask any group's active run to stop (the presenter's control); its id or None."""
+    return _exercise.stop_group_run(store(), exercise_id, group)
+
+
+def join_group(exercise_id: str, name: str, side: str | None = None, code: str = "") -> Group:
+    """Join the exercise as a new group (``code`` empty) or continue as the group ``name``
+    with its code; this session is then that group. A viewer's action, within the rules."""
+    s = store()
+    if str(code or "").strip():
+        group = _exercise.rejoin(s, exercise_id, name, code)
+    else:
+        group = _exercise.join(s, exercise_id, name, side)
+    st.session_state[_MY_GROUP] = {"exercise_id": exercise_id, "name": group.name}
+    st.session_state[_MY_GROUP + ".code"] = group.code
+    _board.clear()  # the group sees itself on the board at once
+    return group
+
+
+def leave_group() -> None:
+    """This session is no group any more (the group stays; its code continues it)."""
+    st.session_state.pop(_MY_GROUP, None)
+    st.session_state.pop(_MY_GROUP + ".code", None)
+
+
+def my_group_code() -> str | None:
+    """The code of this session's group, shown to its members only."""
+    return st.session_state.get(_MY_GROUP + ".code")
+
+
+def my_group() -> tuple[Exercise, Group] | None:
+    """This session's exercise and group, while that exercise is the current one."""
+    mine = st.session_state.get(_MY_GROUP)
+    exercise = exercise_now() if mine else None
+    if exercise is None or exercise.exercise_id != mine["exercise_id"]:
+        return None
+    found = attempt(_exercise.group, store(), exercise.exercise_id, mine["name"]).value
+    return None if found is None else (exercise, _public(found))
+
+
+def group_config() -> ExperimentConfig:
+    """The settings this session's group starts from (the exercise's, its side's arm)."""
+    mine = my_group()
+    if mine is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+    exercise, group = mine
+    return exercise.rules.config_for(group.side)
+
+
+def check_group_choice(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` if this session's group may start it, else UserError naming the field
+    outside the exercise's rules (the form says so before Start; Start checks again)."""
+    mine = my_group()
+    if mine is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+    exercise, group = mine
+    return exercise.rules.check(config, group.side)
+
+
+def start_group_run(config: ExperimentConfig) -> str:
+    """Queue ``config`` as this session's group's run, within the exercise's rules and
+    with at most one queued or running run per group; the run id. Only the session's own
+    group: the group is not a parameter a client could name."""
+    mine = my_group()
+    if mine is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+    exercise, group = mine
+    with _JOBS_LOCK:
+        jobs = _jobs(_runs_root())
+        run_id = _exercise.start_run(jobs, exercise.exercise_id, group.name, config)
+    _board.clear()
+    return run_id
+
+
+def stop_my_group_run() -> str | None:
+    """Ask this session's group's own active run to stop; its id or None."""
+    mine = my_group()
+    if mine is None:
+        return None
+    exercise, group = mine
+    return _exercise.stop_group_run(store(), exercise.exercise_id, group.name)
+
+
+class Board(NamedTuple):
+    """What the Groups board shows at one moment; shared by every session, read-only.
+    ``groups`` carry no codes; ``runs`` are the exercise's runs, oldest first;
+    ``curves`` the epoch rows of each group's latest run; ``best`` every run's best
+    validation accuracy per arm; ``read_at`` when it was read (Unix s)."""
+
+    exercise: Exercise | None
+    groups: list[Group]
+    runs: list[Run]
+    curves: dict[str, pd.DataFrame]
+    best: dict[str, dict[str, float]]
+    read_at: float
+
+
+def board() -> Board:
+    """The current exercise's board as the store had it at most ``BOARD_SNAPSHOT_S`` ago."""
+    now = time.time()
+    return _board(_runs_root(), math.floor(now / BOARD_SNAPSHOT_S))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _board(root: str, tick: int) -> Board:
+    s = _store(root)
+    lifecycle.reap(s)
+    exercise = _exercise.current(s)
+    if exercise is None:
+        return Board(None, [], [], {}, {}, time.time())
+    groups = [_public(g) for g in _exercise.groups(s, exercise.exercise_id)]
+    runs = s.runs_of_exercise(exercise.exercise_id)
+    latest = {r.group_name: r.run_id for r in runs}
+    curves = {run_id: s.curves(run_id) for run_id in latest.values()}
+    ids = {r.run_id for r in runs}
+    best = {k: v for k, v in s.best_val_accuracy().items() if k in ids}
+    return Board(exercise, groups, runs, curves, best, time.time())
+
+
+def _public(group: Group) -> Group:
+    """The group without its code (the board and pages never need it)."""
+    return dataclasses.replace(group, code=None)
 
 
 def status(run_id: str) -> Run:

@@ -5,7 +5,7 @@ second tab shows the same run; without it, the newest queued or running run."""
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import live, setup_form
+from dashboard.components import group_form, live, setup_form
 from dashboard.i18n import labels, t
 
 run_id = state.selected_run()
@@ -34,7 +34,9 @@ view = st.segmented_control(
 if focus := st.session_state.pop("focus", None):
     st.info(t("explain.focus", control=t(f"control.{focus}")), icon=":material/school:")
 
-if view == "setup":
+if view == "setup" and (group := state.my_group()) is not None:
+    group_form.render(*group)  # a group of the exercise: the form limited to its choices
+elif view == "setup":
     setup_form.render()
 elif run_id is None:
     st.info(t("run.none"))
