@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from dashboard.figures import ARM_COLORS, epoch_x
 
@@ -153,60 +152,103 @@ def overlay(
     return fig
 
 
+class Prepared(go.Figure):
+    """A figure drawn from its finished plain dict, skipping plotly's validation of every
+    trace (a grid of 30 charts costs seconds through ``add_trace``; the dict milliseconds).
+    ``st.plotly_chart`` reads only ``to_dict()``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self._prepared = spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._prepared)
+
+
 def side_by_side(
     curves: Mapping[str, pd.DataFrame],
     *,
     order: Sequence[str] | None = None,
     columns: int = 6,
     labels: Mapping[str, str] | None = None,
-) -> go.Figure:
+) -> Prepared:
     """One small chart per group (its latest run's validation accuracy, an arm colour
     each), in a grid of ``columns``, all on the same axes so they compare at a glance."""
     lab = _labels(labels)
     names = list(order or curves)
     cols = max(1, min(columns, len(names) or 1))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=names or None,
-        shared_xaxes="all",
-        shared_yaxes="all",
-        horizontal_spacing=0.02,
-        vertical_spacing=min(0.08, 0.5 / rows),
-    )
+    gap_x, gap_y = 0.02, min(0.1, 0.6 / rows)
+    width = (1 - gap_x * (cols - 1)) / cols
+    height = (1 - gap_y * (rows - 1)) / rows
+    layout: dict[str, Any] = {
+        "height": max(220, 150 * rows + 60),
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "legend": {"orientation": "h", "y": 1.0 + 0.12 / rows, "x": 0, "yanchor": "bottom"},
+        "annotations": [],
+        "hovermode": "closest",
+    }
+    data: list[dict[str, Any]] = []
     shown = set()
     for i, name in enumerate(names):
         row, col = divmod(i, cols)
+        n = "" if i == 0 else str(i + 1)
+        left = col * (width + gap_x)
+        top = 1 - row * (height + gap_y)
+        layout[f"xaxis{n}"] = {
+            "domain": [left, left + width],
+            "anchor": f"y{n}",
+            "matches": "x" if n else None,
+            "showticklabels": row == rows - 1 or i + cols >= len(names),
+            "rangemode": "tozero",
+            "nticks": 4,
+        }
+        layout[f"yaxis{n}"] = {
+            "domain": [max(top - height, 0), top],
+            "anchor": f"x{n}",
+            "range": [0, 1.05],
+            "tickformat": ".0%",
+            "nticks": 3,
+            "showticklabels": col == 0,
+        }
+        layout["annotations"].append(
+            {
+                "text": name,
+                "x": left + width / 2,
+                "y": top,
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "center",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": 11},
+            }
+        )
         for arm in ARMS:
             arm_rows = _arm_rows(curves.get(name), arm)
             if not len(arm_rows):
                 continue
-            fig.add_trace(
-                go.Scatter(
-                    x=list(epoch_x(arm_rows)),
-                    y=list(arm_rows["val_accuracy"]),
-                    name=lab[arm],
-                    legendgroup=arm,
-                    showlegend=arm not in shown,
-                    mode="lines+markers",
-                    marker={"size": 4},
-                    line={"color": ARM_COLORS[arm], "width": 2},
-                    hovertemplate=f"{name}: " + "%{y:.1%}<extra></extra>",
-                ),
-                row=row + 1,
-                col=col + 1,
+            data.append(
+                {
+                    "type": "scatter",
+                    "x": list(epoch_x(arm_rows)),
+                    "y": [float(v) for v in arm_rows["val_accuracy"]],
+                    "xaxis": f"x{n}",
+                    "yaxis": f"y{n}",
+                    "name": lab[arm],
+                    "legendgroup": arm,
+                    "showlegend": arm not in shown,
+                    "mode": "lines+markers",
+                    "marker": {"size": 4},
+                    "line": {"color": ARM_COLORS[arm], "width": 2},
+                    "hovertemplate": f"{name}: " + "%{y:.1%}<extra></extra>",
+                }
             )
             shown.add(arm)
-    fig.update_yaxes(range=[0, 1.05], tickformat=".0%", nticks=3)
-    fig.update_xaxes(rangemode="tozero", nticks=4)
-    fig.update_annotations(font_size=11)
-    fig.update_layout(
-        height=max(220, 150 * rows + 60),
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h", "y": 1.02 + 0.1 / rows, "x": 0, "yanchor": "bottom"},
-    )
-    return fig
+    for key in [k for k in layout if k.startswith("xaxis")]:
+        if layout[key]["matches"] is None:
+            del layout[key]["matches"]
+    return Prepared({"data": data, "layout": layout})
 
 
 def comparison_rows(

@@ -389,16 +389,28 @@ def board() -> Board:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _board(root: str, tick: int) -> Board:
     s = _store(root)
-    lifecycle.reap(s)
+    # Through the job manager, as the live view does: it tops the pool up before it
+    # reaps, so runs queued for a pool worker that was just recycled are not orphans.
+    if _JOBS_LOCK.acquire(blocking=False):
+        try:
+            _jobs(root).queued()
+        finally:
+            _JOBS_LOCK.release()
+    else:
+        lifecycle.reap(s)
     exercise = _exercise.current(s)
     if exercise is None:
         return Board(None, [], [], {}, {}, time.time())
     groups = [_public(g) for g in _exercise.groups(s, exercise.exercise_id)]
     runs = s.runs_of_exercise(exercise.exercise_id)
-    latest = {r.group_name: r.run_id for r in runs}
-    curves = {run_id: s.curves(run_id) for run_id in latest.values()}
-    ids = {r.run_id for r in runs}
-    best = {k: v for k, v in s.best_val_accuracy().items() if k in ids}
+    latest = {r.run_id for r in {r.group_name: r for r in runs}.values()}
+    curves, best = {}, {}
+    for run in runs:  # a few small indexed reads; the whole store's metrics are not scanned
+        frame = s.curves(run.run_id)
+        if run.run_id in latest:
+            curves[run.run_id] = frame.astype({"arm": object})
+        values = frame.dropna(subset=["val_accuracy"]).groupby("arm")["val_accuracy"].max()
+        best[run.run_id] = {str(arm): float(v) for arm, v in values.items()}
     return Board(exercise, groups, runs, curves, best, time.time())
 
 

@@ -420,8 +420,7 @@ def measure_groups(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for g in members
         ]
 
-        def finished() -> bool:
-            lifecycle.reap(store)
+        def finished() -> bool:  # read only: the served dashboard reaps and supervises
             return all(not r.active for r in store.runs_of_exercise(exercise.exercise_id))
 
         until(finished, 60.0 * n, f"{n} group runs", every=0.5)
@@ -430,7 +429,7 @@ def measure_groups(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         time.sleep(3.0)  # the board's last refresh
         watchers.stop()
     runs = store.runs_of_exercise(exercise.exercise_id)
-    began = [store.events(r.run_id)[0]["time"] for r in runs]
+    began = [(store.events(r.run_id) or [{"time": r.updated}])[0]["time"] for r in runs]
     seconds = [r.updated - b for r, b in zip(runs, began, strict=True)]
     in_order = [r.run_id for r in runs] == started and all(
         began[i + 1] >= runs[i].updated for i in range(len(runs) - 1)
@@ -451,6 +450,7 @@ def measure_groups(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "runs_in_store": len(runs),
         "completed": sum(r.status == "completed" for r in runs),
         "statuses": sorted({r.status for r in runs}),
+        "errors": sorted({r.error for r in runs if r.error}),
         "in_order": in_order,
         "wall_s": round(wall, 1),
         "s_per_run_median": round(statistics.median(seconds), 2),

@@ -144,6 +144,9 @@ def test_a_group_starts_its_run_which_records_the_group_and_blocks_a_second(
         ok(at.run())
         assert at.button(key=start).disabled  # one queued or running run per group
         assert f"Your run {runs[0].run_id} is" in texts(at, "info")
+        at.button(key=f"group.{exercise.exercise_id}.stop").click()  # the group's own run
+        ok(at.run())
+        assert store.get_run(runs[0].run_id).stop_requested
     finally:
         lifecycle.request_stop(store, runs[0].run_id)
         until(lambda: not store.get_run(runs[0].run_id).active, 30, "the run to stop")
@@ -299,8 +302,13 @@ def test_thirty_groups_get_thirty_distinct_colours_and_a_grid_of_thirty_charts()
     assert len(set(groups_figures.group_colors(names).values())) == 30
     frame = pd.DataFrame({"arm": ["imagenet"] * 2, "epoch": [0, 1], "val_accuracy": [0.5, 0.7]})
     curves = {n: frame for n in names}
-    grid = groups_figures.side_by_side(curves)
-    assert len(grid.data) == 30 and len(grid.layout.annotations) == 30
+    grid = groups_figures.side_by_side(curves).to_dict()
+    assert len(grid["data"]) == 30 and len(grid["layout"]["annotations"]) == 30
+    assert grid["data"][29]["xaxis"] == "x30" and grid["layout"]["yaxis30"]["domain"][0] >= 0
+    assert [d["showlegend"] for d in grid["data"]].count(True) == 1  # one legend entry per arm
+    import plotly.graph_objects as go
+
+    go.Figure(grid)  # what it draws is a valid figure
     overlay = groups_figures.overlay(curves)
     assert len(overlay.data) == 30 and overlay.data[0].x == (1, 2)
     assert os.environ.get("WARM_WORKERS") == "0"

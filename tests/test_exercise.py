@@ -331,10 +331,15 @@ def test_a_schema_4_store_gains_exercises_and_keeps_its_runs(store):
 
 
 @pytest.mark.slow
-def test_thirty_groups_each_get_their_run_in_order_and_none_is_lost(store, workload):
+def test_thirty_groups_each_get_their_run_in_order_and_none_is_lost(store, workload, monkeypatch):
     """The seminar-room load: 30 groups join and press Start; one warm pool worker runs
-    them one at a time (a test workload: no TensorFlow), in the order they were queued."""
+    them one at a time (a test workload: no TensorFlow), in the order they were queued.
+    The pool worker is recycled twice on the way (every 10 runs) and the runs still
+    queued count as orphans after 1 s here: polling must replace the worker before it
+    reaps, or they would be lost as ``interrupted``."""
     workload(steps=2, step_s=0.01)
+    monkeypatch.setenv("WARM_WORKER_RUNS", "10")
+    monkeypatch.setattr(lifecycle, "ORPHAN_AFTER_S", 1.0)
     jobs = JobManager(store, max_running=1, warm_workers=1)
     try:
         jobs.ensure_pool()
@@ -352,7 +357,7 @@ def test_thirty_groups_each_get_their_run_in_order_and_none_is_lost(store, workl
             runs = store.runs_of_exercise(exercise.exercise_id)
             return all(not r.active for r in runs) and runs
 
-        runs = until(all_done, timeout=240, what="30 group runs", every=0.5)
+        runs = until(all_done, timeout=240, what="30 group runs", every=0.2)
         assert [r.run_id for r in runs] == started  # every run is there, none lost
         assert [r.status for r in runs] == ["completed"] * 30, [r.error for r in runs]
         assert [r.group_name for r in runs] == names

@@ -67,6 +67,9 @@ def render(exercise: Any, group: Any) -> None:
         st.info(
             t("groups.form.active", id=run.run_id, status=t(f"status.{run.status}"), place=place)
         )
+        st.button(
+            t("groups.form.stop"), key=prefix + "stop", icon=":material/stop:", on_click=_stop
+        )
     st.button(
         t("groups.form.start"),
         key=prefix + "start",
@@ -161,6 +164,13 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return "–" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _stop() -> None:
+    """Stop callback: the group's own run only (the presenter stops any on the board)."""
+    error = state.attempt(state.stop_my_group_run).error
+    if error is not None:
+        st.session_state["group.start_error"] = error
 
 
 def _start(config: Any) -> None:

@@ -203,8 +203,12 @@ class JobManager:
         lifecycle.reap(self.store)
 
     def _supervise(self) -> None:
-        """Top the pool up (dead pool workers replaced) if it is due."""
-        if self.warm_workers and time.monotonic() - self._supervised >= SUPERVISE_EVERY_S:
+        """Top the pool up (dead pool workers replaced) if it is due, or at once when no
+        pool worker is alive (one recycled after its runs): the reap that follows would
+        otherwise judge the runs queued for the pool as orphans."""
+        if not self.warm_workers:
+            return
+        if time.monotonic() - self._supervised >= SUPERVISE_EVERY_S or not pool.live(self.store):
             self.ensure_pool()
 
     def _poll_children(self) -> None:
