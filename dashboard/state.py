@@ -258,7 +258,7 @@ def series_view(sweep_id: str) -> SeriesView:
 # This session's group lives in Session State only (never in the URL): a reload forgets it,
 # and the group's code continues it (join_group with code).
 _MY_GROUP = "_groups.mine"
-BOARD_SNAPSHOT_S = 0.5
+BOARD_SNAPSHOT_S = 0.25
 
 
 def exercise_now() -> Exercise | None:

@@ -359,7 +359,7 @@ def test_thirty_groups_each_get_their_run_in_order_and_none_is_lost(store, workl
 
         runs = until(all_done, timeout=240, what="30 group runs", every=0.2)
         assert [r.run_id for r in runs] == started  # every run is there, none lost
-        assert [r.status for r in runs] == ["completed"] * 30, [r.error for r in runs]
+        assert [r.status for r in runs] == ["completed"] * 30, [r.error for r in runs if r.error]
         assert [r.group_name for r in runs] == names
         # In order: each run started (its first event) after the previous one ended.
         firsts = [store.events(r.run_id)[0]["time"] for r in runs]
