@@ -54,6 +54,7 @@ _FORGET_AFTER_S = 3600.0  # a client's misses are forgotten after an hour withou
 _MAX_CLIENTS = 4096
 
 _GRANT = "_roles.grant"  # Session State key of this session's grant (not a widget key)
+_CLIENT = "_roles.client"  # a local session's name for counting its wrong keys
 _lock = threading.Lock()
 _generated: str | None = None
 
@@ -197,12 +198,14 @@ def _client() -> str:
     """The client whose wrong keys are counted: its IP address; a local connection (no
     address: the machine itself) counts per browser session."""
     ip = st.context.ip_address
-    if ip:
+    if isinstance(ip, str) and ip:
         return f"ip:{ip}"
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    if _CLIENT not in st.session_state:
+        st.session_state[_CLIENT] = secrets.token_hex(8)
+    return f"session:{st.session_state[_CLIENT]}"
 
-    ctx = get_script_run_ctx()
-    return f"session:{ctx.session_id if ctx else 'none'}"
+
+_now = time.monotonic  # tests replace both to run the schedule without the waiting
 
 
 def _wait(seconds: float) -> None:
@@ -233,7 +236,7 @@ def enter_key(candidate: str) -> bool:
     client's earlier wrong keys demand; right: this session is presenter (until the browser
     session ends or :func:`leave`) and the client's misses are forgotten; wrong: False."""
     client = _client()
-    _wait(_reserve(client, time.monotonic()))
+    _wait(_reserve(client, _now()))
     right = hmac.compare_digest(_digest(candidate.strip()), _digest(presenter_key()))
     if right:
         with _lock:

@@ -438,12 +438,14 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
     return _backbone_problem(backbone, image_size, mtime)
 
 
-@presenter_only("export")
 def model_dir(run_id: str, arm: str) -> Path:
     """:func:`pipelines.training.export.model_dir`: the arm's inference SavedModel, built
-    from its weights on the first request (seconds)."""
+    from its weights on the first request (seconds). Building it is the presenter's; one
+    already built is anyone's."""
     from pipelines.training.export import model_dir as engine_model_dir
 
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
     return engine_model_dir(store(), run_id, arm)
 
 
@@ -481,10 +483,25 @@ def metrics_csv(run_id: str, root: str, updated: float) -> bytes:
     return engine_metrics_csv(_store(root), run_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+def model_built(run_id: str, arm: str) -> bool:
+    """Whether the arm's inference SavedModel is built already (:func:`model_dir` builds
+    it), so a viewer may download it."""
+    from pipelines.training.export import built_model
+
+    return built_model(store(), run_id, arm) is not None
+
+
 def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     """The arm's inference SavedModel folder as zip bytes
-    (:func:`pipelines.training.export.savedmodel_zip`)."""
+    (:func:`pipelines.training.export.savedmodel_zip`). Anyone may download one that is
+    built; building it (the first request) is the presenter's."""
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
+    return _savedmodel_zip(run_id, arm, root)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     from pipelines.training.export import savedmodel_zip as engine_savedmodel_zip
 
     return engine_savedmodel_zip(_store(root), run_id, arm)

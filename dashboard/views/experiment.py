@@ -4,7 +4,7 @@ second tab shows the same run; without it, the newest queued or running run."""
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import roles, state
 from dashboard.components import live, setup_form
 from dashboard.i18n import labels, t
 
@@ -34,7 +34,9 @@ view = st.segmented_control(
 if focus := st.session_state.pop("focus", None):
     st.info(t("explain.focus", control=t(f"control.{focus}")), icon=":material/school:")
 
-if view == "setup":
+if view == "setup" and not roles.is_presenter():
+    st.info(t("roles.setup_hidden"), icon=":material/visibility:")
+elif view == "setup":
     setup_form.render()
 elif run_id is None:
     st.info(t("run.none"))
