@@ -73,23 +73,30 @@ def _large(url: str) -> None:
 
 
 def follow_url() -> str:
-    """The URL viewers open: this server's LAN address (the bound address when it is a
+    """The URL viewers open: ``browser.serverAddress`` (and ``browser.serverPort``) when
+    the host set them; else this server's LAN address (the bound address when it is a
     single one, else the machine's address towards its default route, as Streamlit's own
     "Network URL"), port and base path."""
-    address = (st.get_option("server.address") or "").strip().strip("[]")
-    host = address
-    try:
-        if ipaddress.ip_address(address).is_unspecified:
-            host = ""
-    except ValueError:
-        pass  # a host name: the one the server is bound to
-    if not host:
-        from streamlit import net_util
+    from streamlit import config
 
-        host = net_util.get_internal_ip() or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
     port = st.get_option("server.port")
+    if config.is_manually_set("browser.serverAddress"):
+        host = st.get_option("browser.serverAddress")
+        if config.is_manually_set("browser.serverPort"):
+            port = st.get_option("browser.serverPort")
+    else:
+        host = (st.get_option("server.address") or "").strip().strip("[]")
+        try:
+            if ipaddress.ip_address(host).is_unspecified:
+                host = ""
+        except ValueError:
+            pass  # a host name: the one the server is bound to
+        if not host:
+            from streamlit import net_util
+
+            host = net_util.get_internal_ip() or "localhost"
+        if ":" in host:
+            host = f"[{host}]"
     base = (st.get_option("server.baseUrlPath") or "").strip("/")
     return f"http://{host}:{port}/{base + '/' if base else ''}"
 

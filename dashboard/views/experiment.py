@@ -21,23 +21,25 @@ st.caption(t("experiment.intro"))
 if missing := st.session_state.pop("missing_run", None):
     st.warning(t("run.missing", id=missing), icon=":material/link_off:")
 VIEWS = ("setup", "run")
-view = st.segmented_control(
-    t("experiment.view"),
-    VIEWS,
-    key="view",
-    format_func=labels("view", VIEWS).get,
-    required=True,
-    label_visibility="collapsed",
-    persist_state="session",
-)
+view = "run"  # a viewer has no Setup: the presenter sets up and starts (dashboard/roles.py)
+if roles.is_presenter():
+    view = st.segmented_control(
+        t("experiment.view"),
+        VIEWS,
+        key="view",
+        format_func=labels("view", VIEWS).get,
+        required=True,
+        label_visibility="collapsed",
+        persist_state="session",
+    )
 
 if focus := st.session_state.pop("focus", None):
     st.info(t("explain.focus", control=t(f"control.{focus}")), icon=":material/school:")
 
-if view == "setup" and not roles.is_presenter():
-    st.info(t("roles.setup_hidden"), icon=":material/visibility:")
-elif view == "setup":
+if view == "setup":
     setup_form.render()
+elif run_id is None and not roles.is_presenter():
+    st.info(t("roles.setup_hidden"), icon=":material/visibility:")
 elif run_id is None:
     st.info(t("run.none"))
 else:
