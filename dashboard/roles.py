@@ -18,7 +18,9 @@ Contract:
 - Every state-changing door function of ``dashboard/state.py`` is wrapped in
   :func:`presenter_only`, which calls :func:`require_presenter`: a viewer's call raises
   :class:`UserError` before anything is touched, whatever widget message reached the
-  server. Pages also leave out the controls a viewer may not use (:func:`is_presenter`).
+  server. A door a viewer may use under a rule of its own (a group's run in an exercise)
+  is wrapped in :func:`guarded` with that rule's check instead. Pages also leave out the
+  controls a viewer may not use (:func:`is_presenter`).
 """
 
 from __future__ import annotations
@@ -156,16 +158,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def presenter_only(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorator for a door function that changes state: every call first runs
-    :func:`require_presenter` with ``action``. Put it outermost (above a cache)."""
+def guarded(check: Callable[[], None], rule: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator for a door function that changes state under a rule of its own (e.g. a
+    group's run in an exercise, which a viewer may start): every call first runs
+    ``check()``, which raises :class:`UserError` to refuse. ``rule`` names the rule
+    (kept as the function's ``role_check``; tests look for it on every door that reaches
+    the job manager). Put it outermost (above a cache)."""
 
     def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-            require_presenter(action)
+            check()
             return fn(*args, **kwargs)
 
+        checked.role_check = rule  # type: ignore[attr-defined]
+        return checked
+
+    return wrap
+
+
+def presenter_only(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator for a door function that changes state: every call first runs
+    :func:`require_presenter` with ``action`` (kept as ``presenter_action``). Put it
+    outermost (above a cache)."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        checked = guarded(lambda: require_presenter(action), f"presenter: {action}")(fn)
         checked.presenter_action = action  # type: ignore[attr-defined]
         return checked
 

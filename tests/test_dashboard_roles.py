@@ -289,3 +289,32 @@ def test_workers_do_not_inherit_the_key(monkeypatch, store):
     assert "presenter_key" not in env
     assert Path(sys.executable).exists()  # the rest is the usual environment
     assert env["RUNS_DIR"]
+
+
+def test_every_door_that_queues_or_stops_work_is_presenter_only():
+    """A new door of ``state.py`` that reaches the job manager (start, stop, delete, a
+    series, a sweep ...) must carry ``presenter_only`` or ``guarded`` (or call
+    ``require_presenter`` itself)."""
+    import ast
+    import inspect
+
+    from dashboard import state
+
+    tree = ast.parse(inspect.getsource(state))
+    reading = {"status", "_pool", "_jobs", "start_pool"}  # housekeeping, no user's action
+    unchecked = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or node.name in reading:
+            continue
+        names = {ast.unparse(c.func) for c in ast.walk(node) if isinstance(c, ast.Call)}
+        acts = "_jobs" in names or any(
+            n.startswith("lifecycle.") and n != "lifecycle.reap" for n in names
+        )
+        checked = hasattr(getattr(state, node.name), "role_check") or (
+            "require_presenter" in ast.unparse(node)
+        )
+        if acts and not checked:
+            unchecked.append(node.name)
+    assert not unchecked, unchecked
+    for name in ("start", "start_near_far", "request_stop", "kill", "delete_run", "save_upload"):
+        assert getattr(state, name).presenter_action, name
