@@ -18,7 +18,9 @@ Contract:
 - Every state-changing door function of ``dashboard/state.py`` is wrapped in
   :func:`presenter_only`, which calls :func:`require_presenter`: a viewer's call raises
   :class:`UserError` before anything is touched, whatever widget message reached the
-  server. Pages also leave out the controls a viewer may not use (:func:`is_presenter`).
+  server. A door a viewer may use under a rule of its own (a group's run in an exercise)
+  is wrapped in :func:`guarded` with that rule's check instead. Pages also leave out the
+  controls a viewer may not use (:func:`is_presenter`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ _FORGET_AFTER_S = 3600.0  # a client's misses are forgotten after an hour withou
 _MAX_CLIENTS = 4096
 
 _GRANT = "_roles.grant"  # Session State key of this session's grant (not a widget key)
+_CLIENT = "_roles.client"  # a local session's name for counting its wrong keys
 _lock = threading.Lock()
 _generated: str | None = None
 
@@ -83,7 +86,7 @@ def _configured_key() -> str | None:
         return value
     try:
         value = str(st.secrets.get(KEY_SECRET) or "").strip()
-    except (FileNotFoundError, KeyError, ValueError):  # no secrets.toml, or not TOML
+    except Exception:  # noqa: BLE001 - no secrets.toml, or a broken one: a made-up key
         return None
     return value or None
 
@@ -155,16 +158,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def presenter_only(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorator for a door function that changes state: every call first runs
-    :func:`require_presenter` with ``action``. Put it outermost (above a cache)."""
+def guarded(check: Callable[[], None], rule: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator for a door function that changes state under a rule of its own (e.g. a
+    group's run in an exercise, which a viewer may start): every call first runs
+    ``check()``, which raises :class:`UserError` to refuse. ``rule`` names the rule
+    (kept as the function's ``role_check``; tests look for it on every door that reaches
+    the job manager). Put it outermost (above a cache)."""
 
     def wrap(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-            require_presenter(action)
+            check()
             return fn(*args, **kwargs)
 
+        checked.role_check = rule  # type: ignore[attr-defined]
+        return checked
+
+    return wrap
+
+
+def presenter_only(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator for a door function that changes state: every call first runs
+    :func:`require_presenter` with ``action`` (kept as ``presenter_action``). Put it
+    outermost (above a cache)."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        checked = guarded(lambda: require_presenter(action), f"presenter: {action}")(fn)
         checked.presenter_action = action  # type: ignore[attr-defined]
         return checked
 
@@ -197,12 +216,14 @@ def _client() -> str:
     """The client whose wrong keys are counted: its IP address; a local connection (no
     address: the machine itself) counts per browser session."""
     ip = st.context.ip_address
-    if ip:
+    if isinstance(ip, str) and ip:
         return f"ip:{ip}"
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    if _CLIENT not in st.session_state:
+        st.session_state[_CLIENT] = secrets.token_hex(8)
+    return f"session:{st.session_state[_CLIENT]}"
 
-    ctx = get_script_run_ctx()
-    return f"session:{ctx.session_id if ctx else 'none'}"
+
+_now = time.monotonic  # tests replace both to run the schedule without the waiting
 
 
 def _wait(seconds: float) -> None:
@@ -233,7 +254,7 @@ def enter_key(candidate: str) -> bool:
     client's earlier wrong keys demand; right: this session is presenter (until the browser
     session ends or :func:`leave`) and the client's misses are forgotten; wrong: False."""
     client = _client()
-    _wait(_reserve(client, time.monotonic()))
+    _wait(_reserve(client, _now()))
     right = hmac.compare_digest(_digest(candidate.strip()), _digest(presenter_key()))
     if right:
         with _lock:

@@ -342,14 +342,18 @@ def check_group_choice(config: ExperimentConfig) -> ExperimentConfig:
     return exercise.rules.check(config, group.side)
 
 
+def _require_group() -> None:
+    """The rule of a group's own doors: this session joined the current exercise."""
+    if my_group() is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+
+
+@roles.guarded(_require_group, "a group of the open exercise: its own run, within the rules")
 def start_group_run(config: ExperimentConfig) -> str:
     """Queue ``config`` as this session's group's run, within the exercise's rules and
     with at most one queued or running run per group; the run id. Only the session's own
     group: the group is not a parameter a client could name."""
-    mine = my_group()
-    if mine is None:
-        raise UserError("join a group of the exercise first (Groups page)")
-    exercise, group = mine
+    exercise, group = my_group()
     with _JOBS_LOCK:
         jobs = _jobs(_runs_root())
         run_id = _exercise.start_run(jobs, exercise.exercise_id, group.name, config)
@@ -357,12 +361,10 @@ def start_group_run(config: ExperimentConfig) -> str:
     return run_id
 
 
+@roles.guarded(_require_group, "a group of the open exercise: its own run")
 def stop_my_group_run() -> str | None:
     """Ask this session's group's own active run to stop; its id or None."""
-    mine = my_group()
-    if mine is None:
-        return None
-    exercise, group = mine
+    exercise, group = my_group()
     return _exercise.stop_group_run(store(), exercise.exercise_id, group.name)
 
 
@@ -609,12 +611,14 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
     return _backbone_problem(backbone, image_size, mtime)
 
 
-@presenter_only("export")
 def model_dir(run_id: str, arm: str) -> Path:
     """:func:`pipelines.training.export.model_dir`: the arm's inference SavedModel, built
-    from its weights on the first request (seconds)."""
+    from its weights on the first request (seconds). Building it is the presenter's; one
+    already built is anyone's."""
     from pipelines.training.export import model_dir as engine_model_dir
 
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
     return engine_model_dir(store(), run_id, arm)
 
 
@@ -652,10 +656,25 @@ def metrics_csv(run_id: str, root: str, updated: float) -> bytes:
     return engine_metrics_csv(_store(root), run_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+def model_built(run_id: str, arm: str) -> bool:
+    """Whether the arm's inference SavedModel is built already (:func:`model_dir` builds
+    it), so a viewer may download it."""
+    from pipelines.training.export import built_model
+
+    return built_model(store(), run_id, arm) is not None
+
+
 def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     """The arm's inference SavedModel folder as zip bytes
-    (:func:`pipelines.training.export.savedmodel_zip`)."""
+    (:func:`pipelines.training.export.savedmodel_zip`). Anyone may download one that is
+    built; building it (the first request) is the presenter's."""
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
+    return _savedmodel_zip(run_id, arm, root)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     from pipelines.training.export import savedmodel_zip as engine_savedmodel_zip
 
     return engine_savedmodel_zip(_store(root), run_id, arm)

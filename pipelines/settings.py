@@ -170,6 +170,11 @@ def confine(path: str | Path, what: str, *, model: bool = False) -> Path:
     )
 
 
+# The dashboard's presenter key: ``PRESENTER_KEY``, or ``presenter_key`` from
+# .streamlit/secrets.toml (Streamlit copies root-level secrets into the environment).
+# Never passed on to worker processes (lower-case names).
+SECRET_ENV = frozenset({"presenter_key"})
+
 DEFAULT_HANDLE_HOSTS = ("tfhub.dev", "www.kaggle.com", "kaggle.com")
 
 
