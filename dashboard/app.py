@@ -16,7 +16,8 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on the pat
 import streamlit as st  # noqa: E402
 
 import pipelines  # noqa: E402, F401 - selects Keras 2 before anything imports TensorFlow
-from dashboard import state  # noqa: E402
+from dashboard import roles, state  # noqa: E402
+from dashboard.components import presenter  # noqa: E402
 from dashboard.i18n import LANGS, t  # noqa: E402
 from pipelines import settings  # noqa: E402
 
@@ -26,6 +27,9 @@ if not os.environ.get("CONFINE_PATHS", "").strip() and not settings.server_is_lo
     st.get_option("server.address")
 ):
     os.environ["CONFINE_PATHS"] = "1"
+# Shared, sessions are viewers until they enter the presenter key (dashboard/roles.py); a
+# made-up key is printed to this server's log on the first page view.
+roles.announce()
 
 st.set_page_config(
     page_title="Transfer learning: ImageNet vs random",
@@ -45,6 +49,7 @@ pages = [
     st.Page(
         "views/explain.py", title=t("nav.explain"), icon=":material/school:", url_path="explain"
     ),
+    st.Page("views/groups.py", title=t("groups.nav"), icon=":material/groups:", url_path="groups"),
 ]
 page = st.navigation(pages)
 
@@ -57,6 +62,7 @@ with st.sidebar:
         format_func=LANGS.get,
         persist_state="session",
     )
+    presenter.render()
     st.caption(t("sidebar.about"))
 
 # Every page says so when the run store can't be opened; the pages that need it stop.

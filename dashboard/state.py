@@ -13,15 +13,23 @@ Nothing here trains. Runs are started and stopped through :class:`pipelines.runs
 whose reads never write: :func:`status`, :func:`selected_run` and :func:`list_runs` reap
 (:func:`pipelines.runs.lifecycle.reap`) first, so a run whose worker died shows
 ``interrupted``.
+Every door that changes something (start, stop, delete, upload, export builds, loading a
+backbone that is not built in, classifying an uploaded image) is wrapped in
+:func:`dashboard.roles.presenter_only` (or calls :func:`dashboard.roles.require_presenter`):
+on a shared server a viewer's call is refused here, the one place, whatever the page
+rendered or a client sent. A new state-changing door gets the decorator too.
 Locations are read from :mod:`pipelines.settings` on every call, so the cache keys include
 them (tests point them at temporary folders).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +39,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard import roles
+from dashboard.roles import presenter_only
 from pipelines import settings
 from pipelines.backbones.blocks import freeze_report as freeze_report
 from pipelines.errors import UserError as UserError
 from pipelines.numerics import is_imbalanced as is_imbalanced
+from pipelines.runs import exercise as _exercise
 from pipelines.runs import lifecycle, pool
+from pipelines.runs.exercise import Exercise as Exercise
+from pipelines.runs.exercise import Group as Group
 from pipelines.runs.jobs import JobManager
 from pipelines.runs.run import ACTIVE as ACTIVE
 from pipelines.runs.run import Run as Run
@@ -177,6 +190,7 @@ def overlay_curves(run_ids: list[str]) -> dict[str, pd.DataFrame]:
     return history.overlay_curves(store(), run_ids)
 
 
+@presenter_only("stop")
 def request_stop(run_id: str) -> None:
     """Ask the run's worker to stop after its current batch (a run still waiting for a
     busy pool stops at once)."""
@@ -184,12 +198,14 @@ def request_stop(run_id: str) -> None:
     lifecycle.drop_unclaimed(store(), run_id)
 
 
+@presenter_only("start")
 def start(config: ExperimentConfig) -> str:
     """Queue ``config`` and spawn its worker process; return the run id."""
     with _JOBS_LOCK:
         return _jobs(_runs_root()).start(config)
 
 
+@presenter_only("start")
 def start_near_far() -> str:
     """Queue the "Near or far" series (the lesson's defaults: both named data sets, every
     third block of EfficientNet-Lite0, both arms); return its sweep id. Every config is
@@ -303,6 +319,173 @@ def series_view(sweep_id: str) -> SeriesView:
     return SeriesView(depth_table(runs, best), active, chance)
 
 
+# --- group exercises (pipelines.runs.exercise) ---------------------------------------------
+# This session's group lives in Session State only (never in the URL): a reload forgets it,
+# and the group's code continues it (join_group with code).
+_MY_GROUP = "_groups.mine"
+BOARD_SNAPSHOT_S = 0.25
+
+
+def exercise_now() -> Exercise | None:
+    """The open exercise, else the newest closed one (its board stays), else None."""
+    return _exercise.current(store())
+
+
+@presenter_only("exercise")
+def open_exercise(name: str, rules: dict[str, Any]) -> Exercise:
+    """Open an exercise with :class:`pipelines.runs.exercise.Rules` given as a dict."""
+    opened = _exercise.open_exercise(store(), name, _exercise.Rules.from_dict(rules))
+    _board.clear()
+    return opened
+
+
+@presenter_only("exercise")
+def close_exercise(exercise_id: str) -> list[str]:
+    """Close it; its queued runs are cancelled with the reason (rows kept). Their ids."""
+    cancelled = _exercise.close(store(), exercise_id)
+    _board.clear()
+    return cancelled
+
+
+@presenter_only("stop")
+def stop_group_run(exercise_id: str, group: str) -> str | None:
+    """Ask any group's active run to stop (the presenter's control); its id or None."""
+    return _exercise.stop_group_run(store(), exercise_id, group)
+
+
+def join_group(exercise_id: str, name: str, side: str | None = None, code: str = "") -> Group:
+    """Join the exercise as a new group (``code`` empty) or continue as the group ``name``
+    with its code; this session is then that group. A viewer's action, within the rules."""
+    s = store()
+    if str(code or "").strip():
+        group = _exercise.rejoin(s, exercise_id, name, code)
+    else:
+        group = _exercise.join(s, exercise_id, name, side)
+    st.session_state[_MY_GROUP] = {"exercise_id": exercise_id, "name": group.name}
+    st.session_state[_MY_GROUP + ".code"] = group.code
+    _board.clear()  # the group sees itself on the board at once
+    return group
+
+
+def leave_group() -> None:
+    """This session is no group any more (the group stays; its code continues it)."""
+    st.session_state.pop(_MY_GROUP, None)
+    st.session_state.pop(_MY_GROUP + ".code", None)
+
+
+def my_group_code() -> str | None:
+    """The code of this session's group, shown to its members only."""
+    return st.session_state.get(_MY_GROUP + ".code")
+
+
+def my_group() -> tuple[Exercise, Group] | None:
+    """This session's exercise and group, while that exercise is the current one."""
+    mine = st.session_state.get(_MY_GROUP)
+    exercise = exercise_now() if mine else None
+    if exercise is None or exercise.exercise_id != mine["exercise_id"]:
+        return None
+    found = attempt(_exercise.group, store(), exercise.exercise_id, mine["name"]).value
+    return None if found is None else (exercise, _public(found))
+
+
+def group_config() -> ExperimentConfig:
+    """The settings this session's group starts from (the exercise's, its side's arm)."""
+    mine = my_group()
+    if mine is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+    exercise, group = mine
+    return exercise.rules.config_for(group.side)
+
+
+def check_group_choice(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` if this session's group may start it, else UserError naming the field
+    outside the exercise's rules (the form says so before Start; Start checks again)."""
+    mine = my_group()
+    if mine is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+    exercise, group = mine
+    return exercise.rules.check(config, group.side)
+
+
+def _require_group() -> None:
+    """The rule of a group's own doors: this session joined the current exercise."""
+    if my_group() is None:
+        raise UserError("join a group of the exercise first (Groups page)")
+
+
+@roles.guarded(_require_group, "a group of the open exercise: its own run, within the rules")
+def start_group_run(config: ExperimentConfig) -> str:
+    """Queue ``config`` as this session's group's run, within the exercise's rules and
+    with at most one queued or running run per group; the run id. Only the session's own
+    group: the group is not a parameter a client could name."""
+    exercise, group = my_group()
+    with _JOBS_LOCK:
+        jobs = _jobs(_runs_root())
+        run_id = _exercise.start_run(jobs, exercise.exercise_id, group.name, config)
+    _board.clear()
+    return run_id
+
+
+@roles.guarded(_require_group, "a group of the open exercise: its own run")
+def stop_my_group_run() -> str | None:
+    """Ask this session's group's own active run to stop; its id or None."""
+    exercise, group = my_group()
+    return _exercise.stop_group_run(store(), exercise.exercise_id, group.name)
+
+
+class Board(NamedTuple):
+    """What the Groups board shows at one moment; shared by every session, read-only.
+    ``groups`` carry no codes; ``runs`` are the exercise's runs, oldest first;
+    ``curves`` the epoch rows of each group's latest run; ``best`` every run's best
+    validation accuracy per arm; ``read_at`` when it was read (Unix s)."""
+
+    exercise: Exercise | None
+    groups: list[Group]
+    runs: list[Run]
+    curves: dict[str, pd.DataFrame]
+    best: dict[str, dict[str, float]]
+    read_at: float
+
+
+def board() -> Board:
+    """The current exercise's board as the store had it at most ``BOARD_SNAPSHOT_S`` ago."""
+    now = time.time()
+    return _board(_runs_root(), math.floor(now / BOARD_SNAPSHOT_S))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _board(root: str, tick: int) -> Board:
+    s = _store(root)
+    # Through the job manager, as the live view does: it tops the pool up before it
+    # reaps, so runs queued for a pool worker that was just recycled are not orphans.
+    if _JOBS_LOCK.acquire(blocking=False):
+        try:
+            _jobs(root).queued()
+        finally:
+            _JOBS_LOCK.release()
+    else:
+        lifecycle.reap(s)
+    exercise = _exercise.current(s)
+    if exercise is None:
+        return Board(None, [], [], {}, {}, time.time())
+    groups = [_public(g) for g in _exercise.groups(s, exercise.exercise_id)]
+    runs = s.runs_of_exercise(exercise.exercise_id)
+    latest = {r.run_id for r in {r.group_name: r for r in runs}.values()}
+    curves, best = {}, {}
+    for run in runs:  # a few small indexed reads; the whole store's metrics are not scanned
+        frame = s.curves(run.run_id)
+        if run.run_id in latest:
+            curves[run.run_id] = frame.astype({"arm": object})
+        values = frame.dropna(subset=["val_accuracy"]).groupby("arm")["val_accuracy"].max()
+        best[run.run_id] = {str(arm): float(v) for arm, v in values.items()}
+    return Board(exercise, groups, runs, curves, best, time.time())
+
+
+def _public(group: Group) -> Group:
+    """The group without its code (the board and pages never need it)."""
+    return dataclasses.replace(group, code=None)
+
+
 def status(run_id: str) -> Run:
     """The run from the store, reaped first; also collects exited workers this server
     started - unless another session is doing that right now: every watching session asks
@@ -324,12 +507,14 @@ def curves(run_id: str, kind: str = "epoch") -> pd.DataFrame:
     return frame.astype(dict.fromkeys(text, object)) if text else frame
 
 
+@presenter_only("stop")
 def kill(run_id: str) -> None:
     """SIGKILL the run's worker and mark it stopped (rows so far are kept)."""
     with _JOBS_LOCK:
         _jobs(_runs_root()).kill(run_id)
 
 
+@presenter_only("delete")
 def delete_run(run_id: str) -> None:
     """Delete a finished run, its rows and files (reaped first, so a dead one can go)."""
     with _JOBS_LOCK:
@@ -451,6 +636,7 @@ def upload_cap_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
+@presenter_only("upload")
 def save_upload(name: str, data: bytes) -> Path:
     """:func:`pipelines.data.uploads.save_upload` with this server's :func:`upload_cap_mb`."""
     from pipelines.data.uploads import save_upload as engine_save_upload
@@ -484,6 +670,7 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
     Cached per backbone, size and the folder's modification time."""
     if is_builtin(backbone):
         return None
+    roles.require_presenter("backbone")  # loading one runs its graph, maybe downloads it
     path = Path(backbone).expanduser()
     mtime = path.stat().st_mtime if path.is_dir() else 0.0
     return _backbone_problem(backbone, image_size, mtime)
@@ -491,12 +678,16 @@ def backbone_problem(backbone: str, image_size: int | None) -> str | None:
 
 def model_dir(run_id: str, arm: str) -> Path:
     """:func:`pipelines.training.export.model_dir`: the arm's inference SavedModel, built
-    from its weights on the first request (seconds)."""
+    from its weights on the first request (seconds). Building it is the presenter's; one
+    already built is anyone's."""
     from pipelines.training.export import model_dir as engine_model_dir
 
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
     return engine_model_dir(store(), run_id, arm)
 
 
+@presenter_only("try")
 def predict(run_id: str, arm: str, image: np.ndarray) -> list[float]:
     """Class probabilities of one uint8 RGB image (already at the model's size) from the
     arm's inference SavedModel (:func:`pipelines.training.predict.predict`; the model is
@@ -506,6 +697,7 @@ def predict(run_id: str, arm: str, image: np.ndarray) -> list[float]:
     return engine_predict(model_dir(run_id, arm), image)
 
 
+@presenter_only("try")
 def imagenet_top5(backbone: str, image_bytes: bytes) -> list[dict[str, Any]]:
     """The backbone's own ImageNet top-5 for an image file's bytes."""
     from pipelines.training.predict import imagenet_top5 as engine_top5
@@ -529,15 +721,31 @@ def metrics_csv(run_id: str, root: str, updated: float) -> bytes:
     return engine_metrics_csv(_store(root), run_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+def model_built(run_id: str, arm: str) -> bool:
+    """Whether the arm's inference SavedModel is built already (:func:`model_dir` builds
+    it), so a viewer may download it."""
+    from pipelines.training.export import built_model
+
+    return built_model(store(), run_id, arm) is not None
+
+
 def savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     """The arm's inference SavedModel folder as zip bytes
-    (:func:`pipelines.training.export.savedmodel_zip`)."""
+    (:func:`pipelines.training.export.savedmodel_zip`). Anyone may download one that is
+    built; building it (the first request) is the presenter's."""
+    if not model_built(run_id, arm):
+        roles.require_presenter("export")
+    return _savedmodel_zip(run_id, arm, root)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _savedmodel_zip(run_id: str, arm: str, root: str) -> bytes:
     from pipelines.training.export import savedmodel_zip as engine_savedmodel_zip
 
     return engine_savedmodel_zip(_store(root), run_id, arm)
 
 
+@presenter_only("export")
 def onnx_export(run_id: str, arm: str) -> dict[str, Any]:
     """Convert the arm's model to ONNX once (kept in the run's folder) and return
     ``{"path", "parity_max_abs_diff", ...}`` (:func:`pipelines.training.export.onnx_cached`)."""

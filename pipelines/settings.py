@@ -19,7 +19,9 @@ Values are read on every call, so tests and the dashboard can change them at run
 A shared dashboard confines free-text paths (data set folders and zips, SavedModel folders)
 to known folders: ``CONFINE_PATHS=1`` turns it on (default off; the dashboard turns it on
 when bound to a non-local address), ``ALLOWED_ROOTS`` (``os.pathsep``-separated) adds
-folders to the defaults (see :func:`allowed_roots`, :func:`confine`).
+folders to the defaults (see :func:`allowed_roots`, :func:`confine`). It also confines
+remote backbones typed by a user to ``https://`` on the hosts in ``ALLOWED_HANDLE_HOSTS``
+(comma-separated; default the TF Hub / Kaggle Models hosts; see :func:`check_handle_host`).
 """
 
 from __future__ import annotations
@@ -166,3 +168,49 @@ def confine(path: str | Path, what: str, *, model: bool = False) -> Path:
         f"{what} {str(path)!r} is outside the folders this shared dashboard may read "
         f"({', '.join(str(r) for r in roots)}); ask the host to add it to ALLOWED_ROOTS"
     )
+
+
+# The dashboard's presenter key: ``PRESENTER_KEY``, or ``presenter_key`` from
+# .streamlit/secrets.toml (Streamlit copies root-level secrets into the environment).
+# Never passed on to worker processes (lower-case names).
+SECRET_ENV = frozenset({"presenter_key"})
+
+DEFAULT_HANDLE_HOSTS = ("tfhub.dev", "www.kaggle.com", "kaggle.com")
+
+
+def allowed_handle_hosts() -> list[str]:
+    """``ALLOWED_HANDLE_HOSTS`` (comma-separated host names, lower case; ``none``: no host);
+    unset or empty: :data:`DEFAULT_HANDLE_HOSTS`."""
+    raw = os.environ.get("ALLOWED_HANDLE_HOSTS", "").strip().lower()
+    if not raw:
+        return list(DEFAULT_HANDLE_HOSTS)
+    if raw == "none":
+        return []
+    return [h.strip().rstrip(".") for h in raw.split(",") if h.strip()]
+
+
+def check_handle_host(url: str) -> None:
+    """Refuse, with :class:`UserError`, a remote model ``url`` a user typed while
+    confinement is on (:func:`confinement_enabled`) unless it is ``https://`` on one of
+    :func:`allowed_handle_hosts`: the server would download that SavedModel and run its
+    graph. Only the text is looked at; no connection is made. Catalogue handles are not
+    checked (the catalogue is the host's choice)."""
+    if not confinement_enabled():
+        return
+    from urllib.parse import urlsplit
+
+    hosts = allowed_handle_hosts()
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").rstrip(".")
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        host, parts = "", None
+    allowed = ", ".join(hosts) or "none"
+    if parts is None or parts.scheme != "https" or host not in hosts or parts.username:
+        raise UserError(
+            f"remote backbone {url!r} is refused on this shared server (CONFINE_PATHS): only "
+            f"https:// models from the catalogue or from these hosts load (ALLOWED_HANDLE_HOSTS: "
+            f"{allowed}); pick a catalogue backbone, or ask the host to add the model's host "
+            "to ALLOWED_HANDLE_HOSTS"
+        )

@@ -27,10 +27,20 @@ Figures per mode:
 * CPU: cores used by the server and by Chromium in "on" windows, and by everything else on
   the machine in both (``other_cores``: a busy machine makes the comparison noisy).
 
+**Groups** (``--groups N``, instead of the modes): the group exercise under load. A seminar
+exercise is opened, N groups join and each starts its run at once (tiny runs on generated
+images: Lite0, ``--group-image-size`` px, ``--group-per-class`` images per class, one
+epoch), and the dashboard's warm pool trains them one at a time while ``--group-watchers``
+websocket sessions watch the Groups board. Figures: whether every run completed, none was
+lost and they ran in the order queued (each started after the one before had ended);
+seconds per run; and the **board's lag**: for the k-th run to finish, the time from its
+``completed`` in the store until each session's board caption counts k finished runs.
+
 Run from the repository root::
 
     python scripts/load_test.py
     python scripts/load_test.py --modes ws:10 --cycles 5 --json load.json
+    python scripts/load_test.py --groups 30 --json groups.json
 
 Needs Debian's ``chromium`` (``/usr/bin/chromium``) and the Python ``playwright`` package
 for the browser modes; uses ``DATASETS_DIR``'s ``horses-or-humans/`` when present, else
@@ -56,7 +66,7 @@ for folder in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(folder))
 
 import psutil  # noqa: E402
-from ws_watchers import Watchers  # noqa: E402
+from ws_watchers import BOARD, Watchers  # noqa: E402
 
 from pipelines.runs import lifecycle  # noqa: E402
 from pipelines.runs.jobs import JobManager  # noqa: E402
@@ -100,6 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--unfreeze", type=int, default=8, help="blocks fine-tuned in phase 2")
     p.add_argument("--json", type=Path, help="also write the summary to this file")
+    p.add_argument("--groups", type=int, default=0, help="the group exercise with N groups")
+    p.add_argument("--group-watchers", type=int, default=3, help="sessions on the board")
+    p.add_argument("--group-per-class", type=int, default=20)
+    p.add_argument("--group-image-size", type=int, default=32)
     return p.parse_args(argv)
 
 
@@ -355,8 +369,114 @@ def summarise(store: RunStore, run_id: str, windows: list[Window]) -> dict[str, 
     }
 
 
+# --- the group exercise ----------------------------------------------------------------------
+
+
+def group_experiment(args: argparse.Namespace, dataset: str) -> ExperimentConfig:
+    """A tiny run: one epoch of feature extraction."""
+    return ExperimentConfig().with_overrides(
+        [
+            f"dataset={dataset}",
+            f"train_per_class={args.group_per_class}",
+            f"image_size={args.group_image_size}",
+            "batch_size=8",
+            "phase1.epochs=1",
+            "phase2.epochs=0",
+        ]
+    )
+
+
+def measure_groups(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """N groups, one run each, one at a time, the board watched (see the docstring)."""
+    from pipelines.runs import exercise as ex
+    from tests.conftest_data import make_image_folder
+
+    n = args.groups
+    data = make_image_folder(tmp / "group-data", train=args.group_per_class, validation=8)
+    config = group_experiment(args, str(data))
+    runs_dir = tmp / "group-runs"
+    env = {
+        "RUNS_DIR": str(runs_dir),
+        "FEATURE_CACHE_DIR": str(tmp / "group-features"),
+        "WARM_WORKERS": "1",
+        "MAX_RUNNING_EXPERIMENTS": "1",
+    }
+    os.environ.update(env)
+    store = RunStore(runs_dir)
+    with Server(env, tmp / "streamlit-groups.log") as server:
+        server_proc = psutil.Process(server.proc.pid)
+        exercise = ex.open_exercise(store, "Load test", ex.Rules(base=config.to_dict()))
+        names = [f"Group {i:02d}" for i in range(n)]
+        members = [ex.join(store, exercise.exercise_id, name) for name in names]
+        watchers = Watchers(server.url, None, args.group_watchers, page="groups", pattern=BOARD)
+        watchers.start()
+        if not watchers.ready.wait(120):
+            raise RuntimeError("the board sessions did not show the board within 120 s")
+        until(lambda: lifecycle.live_pool_workers(store), 120, "the dashboard's warm pool")
+        jobs = JobManager(store, max_running=1, warm_workers=0)  # the pool trains
+        cpu_before, t0 = _cpu(server_proc), time.monotonic()
+        started = [
+            ex.start_run(jobs, exercise.exercise_id, g.name, exercise.rules.config_for(g.side))
+            for g in members
+        ]
+
+        def finished() -> bool:  # read only: the served dashboard reaps and supervises
+            return all(not r.active for r in store.runs_of_exercise(exercise.exercise_id))
+
+        until(finished, 60.0 * n, f"{n} group runs", every=0.5)
+        wall = time.monotonic() - t0
+        server_cores = (_cpu(server_proc) - cpu_before) / wall
+        time.sleep(3.0)  # the board's last refresh
+        watchers.stop()
+    runs = store.runs_of_exercise(exercise.exercise_id)
+    began = [(store.events(r.run_id) or [{"time": r.updated}])[0]["time"] for r in runs]
+    seconds = [r.updated - b for r, b in zip(runs, began, strict=True)]
+    in_order = [r.run_id for r in runs] == started and all(
+        began[i + 1] >= runs[i].updated for i in range(len(runs) - 1)
+    )
+    done_at = sorted(r.updated for r in runs if r.status == "completed")
+    lags, missed = [], 0
+    for session in watchers.sessions:
+        for k, when in enumerate(done_at, start=1):
+            seen = session.seen.get((1, k))
+            if seen is None:
+                missed += 1
+            else:
+                lags.append(seen - when)
+    store.close()
+    return {
+        "groups": n,
+        "runs_started": len(started),
+        "runs_in_store": len(runs),
+        "completed": sum(r.status == "completed" for r in runs),
+        "statuses": sorted({r.status for r in runs}),
+        "errors": sorted({r.error for r in runs if r.error}),
+        "in_order": in_order,
+        "wall_s": round(wall, 1),
+        "s_per_run_median": round(statistics.median(seconds), 2),
+        "s_per_run_max": round(max(seconds), 2),
+        "board_sessions": args.group_watchers,
+        "board_updates_measured": len(lags),
+        "board_updates_missed": missed,
+        "board_lag_s_median": round(statistics.median(lags), 3) if lags else None,
+        "board_lag_s_p95": round(percentile(lags, 0.95), 3) if lags else None,
+        "board_lag_s_max": round(max(lags), 3) if lags else None,
+        "server_cores": round(server_cores, 2),
+        "session_errors": sorted({s.error for s in watchers.sessions if s.error}),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.groups:
+        with tempfile.TemporaryDirectory(prefix="load-test-") as folder:
+            result = measure_groups(args, Path(folder))
+        result["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        text = json.dumps(result, indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n")
+        return 0
     modes = [parse_mode(token) for token in args.modes.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="load-test-") as folder:

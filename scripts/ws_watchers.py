@@ -23,12 +23,17 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 # "Epoch points — ImageNet weights: 3 · Random weights: 2 (of 22)" (English texts).
 POINTS = re.compile(r"Epoch points — ImageNet weights: (\d+) · Random weights: (\d+)")
+# The Groups board: "30 groups · 12 runs finished · 1 running · 17 queued".
+BOARD = re.compile(r"(\d+) groups · (\d+) runs finished")
 
 
 class Session:
-    """One session's record: ``seen[(arm index, count)]`` = arrival time (Unix s)."""
+    """One session's record: ``seen[(index, count)]`` = arrival time (Unix s) of the
+    ``count`` in the caption's ``index``-th number (``pattern``: :data:`POINTS`, the arms'
+    epoch points; :data:`BOARD`, groups and finished runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pattern: re.Pattern = POINTS) -> None:
+        self.pattern = pattern
         self.seen: dict[tuple[int, int], float] = {}
         self.messages = 0
         self.bytes = 0
@@ -38,7 +43,7 @@ class Session:
         self.error: str | None = None
 
     def note(self, body: str) -> None:
-        m = POINTS.search(body)
+        m = self.pattern.search(body)
         if not m:
             return
         now = time.time()
@@ -49,13 +54,23 @@ class Session:
 
 class Watchers(threading.Thread):
     """``n`` sessions on ``url`` (``http://host:port``) watching ``?run=run_id`` until
-    :meth:`stop`; their records in :attr:`sessions`."""
+    :meth:`stop`; their records in :attr:`sessions`. With ``page`` (a page's URL path,
+    e.g. ``groups``) they open that page instead, and read captions with ``pattern``."""
 
-    def __init__(self, url: str, run_id: str, n: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        run_id: str | None,
+        n: int,
+        *,
+        page: str = "",
+        pattern: re.Pattern = POINTS,
+    ) -> None:
         super().__init__(daemon=True)
         self.ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
-        self.query = f"run={run_id}"
-        self.sessions = [Session() for _ in range(n)]
+        self.query = f"run={run_id}" if run_id else ""
+        self.page_name = page
+        self.sessions = [Session(pattern) for _ in range(n)]
         self.ready = threading.Event()  # every session has drawn its first chart caption
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -140,6 +155,8 @@ class Watchers(threading.Thread):
         state = msg.rerun_script
         state.query_string = self.query
         state.page_script_hash = page
+        if not page:
+            state.page_name = self.page_name  # the first request names the page
         state.cached_message_hashes.extend(cached or [])
         if fragment:
             state.fragment_id = fragment

@@ -23,6 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
 HOH_CLASSES = ("horses", "humans")
 APP_TIMEOUT_S = 60
+PRESENTER_KEY = "test-presenter-key"  # tests of a shared app set PRESENTER_KEY to it
+
+
+def as_presenter(at):
+    """A shared app's session (``server.address`` not local, ``PRESENTER_KEY`` set to
+    :data:`PRESENTER_KEY`) after entering the key in the sidebar: rerun, presenter."""
+    at.sidebar.text_input(key="roles.key").input(PRESENTER_KEY)
+    [submit] = [b for b in at.sidebar.button if b.label == "Present"]
+    submit.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("You are presenting" in s.value for s in at.sidebar.success)
+    return at
 
 
 @dataclass

@@ -659,6 +659,21 @@ CASES = [
         OUTSIDE,
         env=CONFINED,
     ),
+    # ... and of remote backbones: the catalogue or ALLOWED_HANDLE_HOSTS, https only.
+    Case(
+        "confined-remote-handle-off-the-allow-list",
+        None,
+        train("backbone=https://models.invalid/m/1", dataset="{tmp}/allowed/d"),
+        "is refused on this shared server",
+        env=CONFINED,
+    ),
+    Case(
+        "confined-remote-handle-plain-http",
+        None,
+        classify("http://tfhub.dev/google/m/1", "{tmp}/cat.png"),
+        "only https:// models from the catalogue or from these hosts",
+        env=CONFINED,
+    ),
     Case(
         "confinement-setting-typo",
         lambda ctx: str(ctx.data()),

@@ -60,6 +60,17 @@ def test_list_and_show_name_the_series_and_trial(store, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["sweep_id"] == "sweep-7"
 
 
+def test_show_names_the_group_that_started_a_run(store, capsys) -> None:
+    run_id = store.create_run(tiny_config(), exercise_id="ex-1", group_name="Table one")
+    assert main(["runs", "show", run_id]) == 0
+    assert "Group:    Table one (exercise ex-1)" in capsys.readouterr().out
+    assert main(["runs", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["group_name"] == "Table one"
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["exercise_id"], shown["group_name"]) == ("ex-1", "Table one")
+
+
 def test_list_empty_store(store, capsys) -> None:
     assert main(["runs", "list"]) == 0
     assert "no runs yet" in capsys.readouterr().out

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dashboard.components import live
-from tests.conftest_dashboard import APP, write_run
+from tests.conftest_dashboard import APP, PRESENTER_KEY, as_presenter, write_run
 from tests.conftest_data import zip_bytes
 
 RUNS_PAGE = "views/runs.py"
@@ -249,10 +249,11 @@ def test_a_shared_dashboard_confines_typed_paths(app, tmp_path, monkeypatch):
 
     outside = make_image_folder(tmp_path / "elsewhere", classes=("cats", "dogs"), train=20)
     monkeypatch.setenv("CONFINE_PATHS", "")
+    monkeypatch.setenv("PRESENTER_KEY", PRESENTER_KEY)
     previous = st_config.get_option("server.address")
     st_config.set_option("server.address", "0.0.0.0")
     try:
-        at = ok(app().run())
+        at = as_presenter(ok(app().run()))
     finally:
         st_config.set_option("server.address", previous)
     assert os.environ["CONFINE_PATHS"] == "1"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest_dashboard import ROOT
+from tests.conftest_dashboard import PRESENTER_KEY, ROOT, as_presenter
 from tests.conftest_data import make_image_folder, zip_bytes
 
 CONFIG = ROOT / ".streamlit" / "config.toml"
@@ -39,6 +39,7 @@ def shared(monkeypatch):
     from streamlit import config as st_config
 
     monkeypatch.setenv("CONFINE_PATHS", "")
+    monkeypatch.setenv("PRESENTER_KEY", PRESENTER_KEY)
     previous = st_config.get_option("server.address")
     st_config.set_option("server.address", "0.0.0.0")
     yield
@@ -87,7 +88,7 @@ def test_an_upload_writes_only_under_runs_uploads_sha256(app, dashboard_env, tmp
 def test_a_shared_dashboard_resolves_and_confines_typed_paths(app, dashboard_env, tmp_path, shared):
     outside = make_image_folder(tmp_path / "elsewhere", train=20)
     (dashboard_env.datasets / "sneaky").symlink_to(outside)
-    at = ok(app().run())
+    at = as_presenter(ok(app().run()))
     at.radio(key="dataset_source").set_value("folder")
     ok(at.run())
     for typed in (
@@ -109,7 +110,7 @@ def test_a_shared_dashboard_loads_no_model_from_the_uploads(app, dashboard_env, 
     planted = dashboard_env.runs / "uploads" / "x" / "model"
     planted.mkdir(parents=True)
     (planted / "saved_model.pb").write_bytes(b"x")
-    at = ok(app().run())
+    at = as_presenter(ok(app().run()))
     at.selectbox(key="backbone").set_value("custom")
     ok(at.run())
     at.text_input(key="backbone_custom").set_value(str(planted))

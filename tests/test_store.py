@@ -117,7 +117,7 @@ def test_a_schema_2_store_gains_sweep_tags_and_keeps_its_rows(store: RunStore) -
     assert [r.run_id for r in reopened.runs_in_sweep("series-1")] == [tagged]
     assert reopened.get_run(tagged).trial == 0
     version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION
 
 
 def test_an_upgrade_skips_a_column_that_is_already_there(store: RunStore) -> None:
@@ -129,7 +129,9 @@ def test_an_upgrade_skips_a_column_that_is_already_there(store: RunStore) -> Non
     store.close()
     reopened = RunStore(store.root)  # would fail on "duplicate column name: sweep_id"
     assert reopened.get_run(run_id).sweep_id == "s"
-    assert sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert (
+        sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    )
 
 
 def test_runs_in_sweep_in_trial_order_and_sweep_ids_newest_first(store: RunStore) -> None:
@@ -190,6 +192,8 @@ def test_run_total_epochs_and_to_dict_round_trip(store: RunStore) -> None:
         "progress",
         "sweep_id",
         "trial",
+        "exercise_id",
+        "group_name",
     ]
     assert json.loads(json.dumps(data)) == data  # JSON-ready
     assert data["config"] == run.config.to_dict()

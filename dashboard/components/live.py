@@ -25,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, roles, state
 from dashboard.components import results
 from dashboard.i18n import figure_labels, lang, t
 from dashboard.state import Run
@@ -150,7 +150,7 @@ def _header(run: Run, size: int | str) -> None:
             )
         )
     with right:
-        if run.active:
+        if run.active and roles.is_presenter():
             _stop_controls(run)
     if run.error:
         st.error(run.error)

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import figures, state
+from dashboard import figures, roles, state
 from dashboard.i18n import figure_labels, t
 from dashboard.state import Run
 
@@ -36,6 +36,8 @@ def render(run: Run) -> None:
         "try": lambda: _try_image(run, found),
         "downloads": lambda: _downloads(run, found),
     }
+    if not roles.is_presenter():
+        del sections["try"]  # an upload, and inference on the server
     # Keyed and tracked, so the open tab survives reruns and only it is drawn.
     tabs = st.tabs(
         [t(f"results.{name}") for name in sections], key="results.tab", on_change="rerun"
@@ -153,6 +155,10 @@ def _downloads(run: Run, found: dict[str, dict]) -> None:
         with col:
             st.markdown(f"**{t(f'arm.{arm}')}**")
             with state.shown_errors():
+                if not roles.is_presenter() and not state.model_built(run_id, arm):
+                    st.caption(t("roles.not_built"))
+                    _onnx(run_id, arm)
+                    continue
                 with st.spinner(t("download.preparing")):  # built from the weights once
                     state.model_dir(run_id, arm)
                 st.download_button(
@@ -168,6 +174,8 @@ def _downloads(run: Run, found: dict[str, dict]) -> None:
 
 def _onnx(run_id: str, arm: str) -> None:
     info = state.onnx_ready(run_id, arm)
+    if info is None and not roles.is_presenter():
+        return
     if info is None:
         if st.button(
             t("download.onnx.make"), key=f"onnx.{run_id}.{arm}", icon=":material/sync_alt:"

@@ -3,6 +3,7 @@ control on the Experiment page that demonstrates it. Texts: ``assets/explanation
 
 import streamlit as st
 
+from dashboard import roles
 from dashboard.i18n import explanations, lang, t
 
 st.title(t("explain.title"))
@@ -13,10 +14,16 @@ for i, section in enumerate(sections):
     with st.container(border=True):
         st.subheader(section.title)
         st.markdown(section.body)
-        if section.control and st.button(
-            t("explain.try", control=t(f"control.{section.control}")),
-            key=f"explain.try.{i}",
-            icon=":material/tune:",
+        # A viewer has no Setup form to be shown; the ONNX export is on the run view.
+        can_try = roles.is_presenter() or section.control == "onnx"
+        if (
+            section.control
+            and can_try
+            and st.button(
+                t("explain.try", control=t(f"control.{section.control}")),
+                key=f"explain.try.{i}",
+                icon=":material/tune:",
+            )
         ):
             st.session_state["view"] = "run" if section.control == "onnx" else "setup"
             st.session_state["focus"] = section.control

@@ -4,7 +4,7 @@ series of runs (the "Near or far" preset) as one chart each."""
 
 import streamlit as st
 
-from dashboard import figures, history, state
+from dashboard import figures, history, roles, state
 from dashboard.components import series
 from dashboard.i18n import figure_labels, labels, t
 
@@ -90,11 +90,13 @@ selected = [table.iloc[i]["run"] for i in event.selection.rows if i < len(table)
 with st.container(horizontal=True, vertical_alignment="center"):
     if st.button(t("runs.open"), disabled=len(selected) != 1, icon=":material/monitoring:"):
         open_run(selected[0])
-    if st.button(t("runs.delete"), disabled=not selected, icon=":material/delete:"):
+    if roles.is_presenter() and st.button(
+        t("runs.delete"), disabled=not selected, icon=":material/delete:"
+    ):
         st.session_state["confirm_delete"] = selected
     st.caption(t("runs.selected", n=len(selected)) if selected else t("runs.select_hint"))
 
-if pending := st.session_state.get("confirm_delete"):
+if (pending := st.session_state.get("confirm_delete")) and roles.is_presenter():
     with st.container(border=True):
         st.warning(
             t("runs.confirm", n=len(pending), ids=", ".join(pending)), icon=":material/warning:"

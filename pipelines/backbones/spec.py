@@ -100,7 +100,9 @@ def resolve(backbone: str) -> BackboneSpec:
 
     Local folders are checked here (allowed by :func:`pipelines.settings.confine`, exists,
     is a folder, holds ``saved_model.pb``); remote handles are only recognised, not
-    fetched. Unknown text raises :class:`UserError`.
+    fetched; with confinement on (a shared server) a remote handle outside the catalogue
+    must pass :func:`pipelines.settings.check_handle_host`. Unknown text raises
+    :class:`UserError`.
     """
     text = (backbone or "").strip()
     if not text:
@@ -109,12 +111,14 @@ def resolve(backbone: str) -> BackboneSpec:
         if text in (spec.id, spec.handle):
             return spec
     if is_remote(text):
+        settings.check_handle_host(text)  # a shared server: allow-listed hosts only
         return _user_spec(text, text, text)
     path = Path(text).expanduser()
     # Confined (a shared dashboard), relative text is not probed in the server's folder.
     if path.exists() and (path.is_absolute() or not settings.confinement_enabled()):
         return _local_spec(path)
     if _KAGGLE_HANDLE.match(text):
+        settings.check_handle_host(kaggle_url(text))
         return _user_spec(text, text, kaggle_url(text))
     if text.startswith((".", "~")) or os.sep in text:
         return _local_spec(path)

@@ -66,6 +66,7 @@ def list_rows(store: RunStore) -> list[dict[str, Any]]:
             "error": run.error,
             "sweep_id": run.sweep_id,
             "trial": run.trial,
+            "group_name": run.group_name,
         }
         for run in store.list_runs()
     ]
@@ -88,7 +89,7 @@ def show_dict(store: RunStore, run_id: str) -> dict[str, Any]:
     events = [{"time": iso(e["time"]), "message": e["message"]} for e in store.events(run_id)]
     return {
         **{k: run[k] for k in ("run_id", "status", "error", "stop_requested", "worker_pid")},
-        **{k: run[k] for k in ("sweep_id", "trial")},
+        **{k: run[k] for k in ("sweep_id", "trial", "exercise_id", "group_name")},
         **{k: iso(run[k]) for k in ("created", "updated", "heartbeat")},
         "config": run["config"],
         "progress": run["progress"],
@@ -132,6 +133,8 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"Created:  {shown['created']}   updated {shown['updated']}")
     if shown["sweep_id"]:
         print(f"Series:   {shown['sweep_id']}, trial {shown['trial']}")
+    if shown["group_name"]:
+        print(f"Group:    {shown['group_name']} (exercise {shown['exercise_id']})")
     if shown["error"]:
         print(f"Error:    {shown['error']}")
     print("Config:   " + json.dumps(shown["config"], separators=(", ", ": ")))

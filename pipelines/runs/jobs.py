@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pipelines import settings
 from pipelines.errors import UserError
@@ -78,11 +78,18 @@ class JobManager:
         return lifecycle.retire_pool_workers(self.store)
 
     def start(
-        self, config: ExperimentConfig, *, sweep_id: str | None = None, trial: int | None = None
+        self,
+        config: ExperimentConfig,
+        *,
+        sweep_id: str | None = None,
+        trial: int | None = None,
+        create: Callable[[ExperimentConfig], str] | None = None,
     ) -> str:
         """Queue a run of ``config`` and return the run id at once: a live pool's worker
         takes it, else a worker process spawned for it alone. ``sweep_id``/``trial`` tag it
-        as a trial of a series or sweep.
+        as a trial of a series or sweep. ``create(config)``, if given, records the queued
+        run in the store instead of :meth:`RunStore.create_run` and returns its id (a group
+        exercise checks its rules in the same transaction, :mod:`pipelines.runs.exercise`).
 
         A config, backbone or data set refused by
         :func:`pipelines.training.preflight.check_experiment` raises :class:`UserError` and
@@ -91,7 +98,10 @@ class JobManager:
         lifecycle.reap(self.store)
         if self.warm_workers:
             self.ensure_pool()
-        run_id = self.store.create_run(config, sweep_id=sweep_id, trial=trial)
+        if create is not None:
+            run_id = create(config)
+        else:
+            run_id = self.store.create_run(config, sweep_id=sweep_id, trial=trial)
         if pool.live(self.store):
             return run_id  # the oldest unclaimed queued run goes to the next free pool worker
         log_path = self.store.artefact_dir(run_id) / WORKER_LOG
@@ -193,8 +203,12 @@ class JobManager:
         lifecycle.reap(self.store)
 
     def _supervise(self) -> None:
-        """Top the pool up (dead pool workers replaced) if it is due."""
-        if self.warm_workers and time.monotonic() - self._supervised >= SUPERVISE_EVERY_S:
+        """Top the pool up (dead pool workers replaced) if it is due, or at once when no
+        pool worker is alive (one recycled after its runs): the reap that follows would
+        otherwise judge the runs queued for the pool as orphans."""
+        if not self.warm_workers:
+            return
+        if time.monotonic() - self._supervised >= SUPERVISE_EVERY_S or not pool.live(self.store):
             self.ensure_pool()
 
     def _poll_children(self) -> None:

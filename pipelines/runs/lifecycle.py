@@ -183,13 +183,21 @@ def reap(store: RunStore, run_id: str | None = None) -> list[str]:
             continue
         else:
             why = f"its worker process ({pid}) ended without finishing"
-        # Conditional on the same worker and an active status: a worker that finished
-        # between our read and this write keeps its own final status.
+        # Conditional on the same worker, an active status and the same heartbeat: a
+        # worker that finished, or beat (or a pool that let its queued runs know it was
+        # alive until now), between our read and this write keeps the run.
         with store.transaction() as c:
             cur = c.execute(
                 "UPDATE runs SET status = 'interrupted', error = ?, updated = ?"
-                " WHERE run_id = ? AND status IN ('queued', 'running') AND worker_pid IS ?",
-                (f"interrupted: {why}; rows up to then are kept", now, run.run_id, pid),
+                " WHERE run_id = ? AND status IN ('queued', 'running') AND worker_pid IS ?"
+                " AND heartbeat IS ?",
+                (
+                    f"interrupted: {why}; rows up to then are kept",
+                    now,
+                    run.run_id,
+                    pid,
+                    run.heartbeat,
+                ),
             )
         if cur.rowcount:
             reaped.append(run.run_id)
@@ -245,8 +253,16 @@ def pool_worker_state(
 
 
 def unregister_pool_worker(store: RunStore, pid: int) -> None:
+    """Forget pool worker ``pid`` (it exits). The runs queued for the pool restart their
+    orphan clock (:func:`reap`, ``ORPHAN_AFTER_S``) now: a worker recycled after its runs
+    leaves no live pool until its replacement is spawned, and a reap in between must not
+    judge runs that were served until a moment ago as picked up by no one."""
     with store.transaction() as c:
         c.execute("DELETE FROM workers WHERE pid = ?", (pid,))
+        c.execute(
+            "UPDATE runs SET heartbeat = ? WHERE status = 'queued' AND worker_pid IS NULL",
+            (time.time(),),
+        )
 
 
 def live_pool_workers(store: RunStore) -> list[dict]:

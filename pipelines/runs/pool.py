@@ -102,10 +102,11 @@ def live(store: RunStore) -> bool:
 
 
 def worker_env(store: RunStore, max_running: int) -> dict[str, str]:
-    """The environment of a worker process for ``store`` (pool or one-run)."""
+    """The environment of a worker process for ``store`` (pool or one-run), without the
+    dashboard's secrets (:data:`pipelines.settings.SECRET_ENV`)."""
     package_parent = str(Path(pipelines.__file__).resolve().parent.parent)
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k.lower() not in settings.SECRET_ENV},
         "RUNS_DIR": str(store.root.resolve()),
         "MAX_RUNNING_EXPERIMENTS": str(max_running),
         "PYTHONPATH": os.pathsep.join(

@@ -46,6 +46,8 @@ class Run:
     config_problem: str | None = None  # why ``config`` is None
     sweep_id: str | None = None  # the series or sweep it belongs to, if any
     trial: int | None = None  # its number within that series or sweep
+    exercise_id: str | None = None  # the group exercise whose group started it, if any
+    group_name: str | None = None  # that group's name
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Run:
@@ -72,12 +74,14 @@ class Run:
             config_problem=problem,
             sweep_id=data.get("sweep_id"),
             trial=data.get("trial"),
+            exercise_id=data.get("exercise_id"),
+            group_name=data.get("group_name"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``run_id, created, updated, status, config`` (as stored), ``worker_pid,
-        worker_started, heartbeat, stop_requested, error, summary, progress, sweep_id, trial``
-        (the last two None for a run outside any series or sweep)."""
+        worker_started, heartbeat, stop_requested, error, summary, progress, sweep_id, trial,
+        exercise_id, group_name`` (None for a run outside any series, sweep or exercise)."""
         return {
             "run_id": self.run_id,
             "created": self.created,
@@ -93,6 +97,8 @@ class Run:
             "progress": self.progress,
             "sweep_id": self.sweep_id,
             "trial": self.trial,
+            "exercise_id": self.exercise_id,
+            "group_name": self.group_name,
         }
 
     @property

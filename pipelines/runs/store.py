@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     import pandas
 
 STORE_FILE = "runs.sqlite3"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 10.0
 
 # The statuses and Run live in run.py; importing them from here works too.
@@ -102,7 +102,9 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     summary TEXT,
     sweep_id TEXT,
-    trial INTEGER
+    trial INTEGER,
+    exercise_id TEXT,
+    group_name TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -160,6 +162,26 @@ CREATE TABLE IF NOT EXISTS workers (
     retire INTEGER NOT NULL DEFAULT 0
 )"""
 _SCHEMA += _WORKERS_TABLE + ";\n"
+# A group exercise (pipelines.runs.exercise): its rules and the groups that joined it;
+# a run a group started names the exercise and the group (runs.exercise_id, group_name).
+_EXERCISE_TABLES = """
+CREATE TABLE IF NOT EXISTS exercises (
+    exercise_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    opened REAL NOT NULL,
+    closed REAL
+);
+CREATE TABLE IF NOT EXISTS exercise_groups (
+    exercise_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    side TEXT,
+    joined REAL NOT NULL,
+    code TEXT,
+    PRIMARY KEY (exercise_id, name_key)
+)"""
+_SCHEMA += _EXERCISE_TABLES + ";\n"
 # _MIGRATIONS[v - 1] takes a store from schema v to v + 1; rows already stored are kept.
 _MIGRATIONS = [
     # 2: balanced accuracy beside accuracy (older rows have none: NULL).
@@ -168,6 +190,9 @@ _MIGRATIONS = [
     _WORKERS_TABLE,
     # 4: a run may belong to a series/sweep (its id) as its trial number (older runs: NULL).
     "ALTER TABLE runs ADD COLUMN sweep_id TEXT; ALTER TABLE runs ADD COLUMN trial INTEGER",
+    # 5: group exercises; a run may name the exercise and group that started it (else NULL).
+    _EXERCISE_TABLES + "; ALTER TABLE runs ADD COLUMN exercise_id TEXT;"
+    " ALTER TABLE runs ADD COLUMN group_name TEXT",
 ]
 _TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
 
@@ -299,9 +324,12 @@ class RunStore:
         *,
         sweep_id: str | None = None,
         trial: int | None = None,
+        exercise_id: str | None = None,
+        group_name: str | None = None,
     ) -> str:
         """Add a run with ``config`` and return its id (``YYYYMMDD-HHMMSS-xxxx``);
-        ``sweep_id``/``trial`` tag it as trial number ``trial`` of a series or sweep."""
+        ``sweep_id``/``trial`` tag it as trial number ``trial`` of a series or sweep,
+        ``exercise_id``/``group_name`` as started by that group of a group exercise."""
         _check_status(status)
         if trial is not None and sweep_id is None:
             raise ValueError("a trial number needs a sweep_id")
@@ -313,8 +341,8 @@ class RunStore:
             try:
                 self._write(
                     "INSERT INTO runs (run_id, created, updated, status, config, sweep_id,"
-                    " trial) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, now, now, status, data, sweep_id, trial),
+                    " trial, exercise_id, group_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, now, now, status, data, sweep_id, trial, exercise_id, group_name),
                 )
                 return run_id
             except sqlite3.IntegrityError:  # the same id within one second: draw again
@@ -385,6 +413,35 @@ class RunStore:
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # --- group exercises (written by pipelines.runs.exercise) ---------------------------
+
+    def exercise_rows(self) -> list[dict[str, Any]]:
+        """Every group exercise (``exercise_id, name, rules`` (JSON text), ``opened,
+        closed``), newest first. Never writes."""
+        rows = self._conn().execute("SELECT * FROM exercises ORDER BY opened DESC, rowid DESC")
+        return [dict(r) for r in rows]
+
+    def exercise_group_rows(self, exercise_id: str) -> list[dict[str, Any]]:
+        """The groups that joined ``exercise_id`` (``name, name_key, side, joined, code``),
+        in the order they joined. Never writes."""
+        rows = self._conn().execute(
+            "SELECT name, name_key, side, joined, code FROM exercise_groups"
+            " WHERE exercise_id = ?"
+            " ORDER BY joined, rowid",
+            (exercise_id,),
+        )
+        return [dict(r) for r in rows]
+
+    def runs_of_exercise(self, exercise_id: str) -> list[Run]:
+        """The runs the groups of ``exercise_id`` started, oldest first. Never writes."""
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM runs WHERE exercise_id = ? ORDER BY seq", (exercise_id,))
+            .fetchall()
+        )
+        progress = self._progress([r["run_id"] for r in rows]) if rows else {}
+        return [_run(r, progress.get(r["run_id"], {})) for r in rows]
 
     # --- the warm worker pool -----------------------------------------------------------
 

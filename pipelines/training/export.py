@@ -48,6 +48,15 @@ def model_dir(store, run_id: str, arm: str) -> Path:
     return build_inference_model(folder)
 
 
+def built_model(store, run_id: str, arm: str) -> Path | None:
+    """The arm's inference SavedModel if :func:`model_dir` has built it already, else None;
+    builds nothing."""
+    if arm not in ("imagenet", "random"):
+        return None
+    target = Path(store.artefact_dir(run_id, create=False)) / arm / "savedmodel"
+    return target if (target / "saved_model.pb").is_file() else None
+
+
 def build_inference_model(folder: Path) -> Path:
     """``folder/savedmodel`` from ``arm.json`` and the ``.npz`` weights (atomically, once).
 
