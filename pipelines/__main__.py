@@ -24,6 +24,8 @@ COMMANDS = [
     "near-far",
     "runs",
     "export",
+    "explain",
+    "features",
     "bench",
     "worker",
 ]
