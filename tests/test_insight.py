@@ -328,3 +328,34 @@ def test_imagenet_features_separate_horses_from_humans_random_ones_do_not():
         accuracy[weights] = knn_accuracy(found, labels[keep])[0]
     assert accuracy["imagenet"] >= 0.9, accuracy
     assert accuracy["imagenet"] - accuracy["random"] >= 0.2, accuracy
+
+
+@pytest.mark.slow
+def test_a_tf_hub_backbone_gets_smoothgrad_and_its_cached_features(tmp_path, lite0_handle):
+    """A backbone outside the built-ins (here Lite0's own SavedModel folder, loaded as any
+    TF Hub model): its blocks can't be reached, so the map is SmoothGrad, named so."""
+    from pipelines.insight.attention import explain_run
+    from pipelines.insight.features import feature_space
+
+    data = make_patch_folder(tmp_path / "patch", train=8, validation=4)
+    store = RunStore(tmp_path / "runs")
+    config = ExperimentConfig().with_overrides(
+        [
+            f"dataset={data}",
+            f"backbone={lite0_handle}",
+            "image_size=32",
+            "arms=imagenet",
+            "batch_size=8",
+            "phase1.epochs=1",
+            "phase2.epochs=0",
+        ]
+    )
+    run_id = store.create_run(config)
+    assert run_worker(run_id, store) == EXIT_COMPLETED
+    image = np.asarray(patch_image(0, 1000, 32))[None]
+    (found,) = explain_run(store, run_id, "imagenet", image)
+    assert (found.method, found.layer, found.grid) == ("smoothgrad", "input pixels", 32)
+    with pytest.raises(UserError, match="Grad-CAM needs a backbone whose blocks"):
+        explain_run(store, run_id, "imagenet", image, method="grad-cam")
+    space = feature_space(store, run_id)
+    assert [p["cached"] for p in space["panels"]] == [8, None]  # the run's hub-graph rows
