@@ -23,8 +23,15 @@ CLASS_PALETTE = (
     "#5F3DC4",
     "#E67700",
 )
-HEAT_SCALE = "Turbo"
-HEAT_OPACITY = 0.5
+# Turbo-like, transparent where attention is low, so the image shows through there.
+HEAT_SCALE = [
+    [0.0, "rgba(48, 18, 59, 0.0)"],
+    [0.2, "rgba(70, 107, 227, 0.25)"],
+    [0.4, "rgba(40, 188, 235, 0.45)"],
+    [0.6, "rgba(164, 252, 60, 0.6)"],
+    [0.8, "rgba(251, 128, 34, 0.7)"],
+    [1.0, "rgba(122, 4, 3, 0.8)"],
+]
 
 DEFAULT_LABELS: dict[str, str] = {
     "imagenet": "ImageNet weights",
@@ -87,7 +94,6 @@ def attention(
                 zmin=0,
                 zmax=1,
                 colorscale=HEAT_SCALE,
-                opacity=HEAT_OPACITY,
                 showscale=col == 1 + len(panels),
                 colorbar={"title": {"text": lab["attention"]}, "len": 0.8, "thickness": 12},
                 hovertemplate=lab["attention"] + " %{z:.2f}<extra></extra>",
