@@ -108,7 +108,6 @@ def initial_features(
     reuse_blocks: int | None,
     digests: list[str],
     images: Callable[[list[int]], np.ndarray],
-    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, int]:
     """``(features, cached)``: the initial backbone's pooled features for the images with
     ``digests`` from the feature cache (the run's own key), the missing ones computed
@@ -138,17 +137,14 @@ def initial_features(
         splittable=True,
         reuse_blocks=reuse_blocks,
     )
-    computed = backbone_pass(backbone, spec.scaling, images(missing), should_stop)
+    computed = backbone_pass(backbone, spec.scaling, images(missing))
     cache.put([digests[i] for i in missing], computed)
     found, _ = cache.get(digests)
     return found, len(digests) - len(missing)
 
 
-def backbone_pass(
-    backbone, scaling: str, images: np.ndarray, should_stop: Callable[[], bool] | None = None
-) -> np.ndarray:
-    """``backbone`` in inference mode over uint8 ``images`` in batches, one traced graph.
-    ``should_stop()`` is asked before each batch (:class:`UserError` when it says so)."""
+def backbone_pass(backbone, scaling: str, images: np.ndarray) -> np.ndarray:
+    """``backbone`` in inference mode over uint8 ``images`` in batches, one traced graph."""
     import tensorflow as tf
 
     from pipelines.backbones.pixels import scale_pixels
@@ -156,8 +152,6 @@ def backbone_pass(
     fn = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
     outs = []
     for i in range(0, len(images), PASS_BATCH):
-        if should_stop is not None and should_stop():
-            raise UserError("the feature pass was stopped")
         outs.append(fn(scale_pixels(images[i : i + PASS_BATCH], scaling)).numpy())
     return np.concatenate(outs).astype(np.float32)
 
@@ -190,7 +184,7 @@ def validation_set(store, run_id: str):
         raise UserError(f"run {run_id}'s data set can't be read any more: {e}") from None
 
 
-def run_features(store, run_id: str, should_stop: Callable[[], bool] | None = None) -> dict:
+def run_features(store, run_id: str) -> dict:
     """Every arm's validation features of a finished run, before and after training:
     ``{"classes", "labels", "paths", "digests", "arms": {arm: {"before", "after",
     "unchanged", "cached"}}}`` (``cached``: before-rows the feature cache already had).
@@ -228,10 +222,9 @@ def run_features(store, run_id: str, should_stop: Callable[[], bool] | None = No
             reuse_blocks=meta.get("reuse_blocks"),
             digests=digests,
             images=pixels,
-            should_stop=should_stop,
         )
         unchanged = not meta.get("trained_backbone")
-        after = before if unchanged else _trained_features(folder, digests, pixels, should_stop)
+        after = before if unchanged else _trained_features(folder, digests, pixels)
         out["arms"][arm] = {
             "before": before,
             "after": after,
@@ -241,7 +234,7 @@ def run_features(store, run_id: str, should_stop: Callable[[], bool] | None = No
     return out
 
 
-def _trained_features(folder: Path, digests: list[str], pixels, should_stop) -> np.ndarray:
+def _trained_features(folder: Path, digests: list[str], pixels) -> np.ndarray:
     """The trained backbone's features, from ``folder/../insight`` or computed and kept."""
     kept = folder.parent / "insight" / f"features-{folder.name}.npz"
     if kept.is_file():
@@ -252,9 +245,7 @@ def _trained_features(folder: Path, digests: list[str], pixels, should_stop) -> 
         except (OSError, ValueError, KeyError):
             pass  # unreadable: computed again
     model = load_arm(folder)
-    features = backbone_pass(
-        model.backbone, model.scaling, pixels(list(range(len(digests)))), should_stop
-    )
+    features = backbone_pass(model.backbone, model.scaling, pixels(list(range(len(digests)))))
     try:
         kept.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=kept.parent)
@@ -273,7 +264,6 @@ def feature_space(
     projection: str = "pca",
     seed: int = 0,
     k: int = KNN_K,
-    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """The run's feature space, JSON-ready: ``{"run_id", "classes", "labels", "paths",
     "names", "projection", "seed", "panels": [{"arm", "stage", "points": [[x, y], ...],
@@ -281,7 +271,7 @@ def feature_space(
     and stage (before, after), in the run's arm order."""
     if projection not in PROJECTIONS:
         raise UserError(f"projection must be one of {', '.join(PROJECTIONS)}, not {projection!r}")
-    data = run_features(store, run_id, should_stop)
+    data = run_features(store, run_id)
     labels = np.array(data["labels"])
     panels = []
     for arm, found in data["arms"].items():
