@@ -759,3 +759,52 @@ def onnx_ready(run_id: str, arm: str) -> dict[str, Any] | None:
     from pipelines.training.export import onnx_ready as engine_onnx_ready
 
     return engine_onnx_ready(store(), run_id, arm)
+
+
+# --- what each arm learned (pipelines.insight) ------------------------------------------------
+
+
+def validation_image(path: str, size: int) -> np.ndarray:
+    """A validation image as the run saw it: ``size`` x ``size`` uint8 RGB (UserError if it
+    has moved or can't be read)."""
+    from pipelines.data.images import read_image_file
+
+    return read_image_file(path, size)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _attention(run_id: str, arm: str, image: np.ndarray, root: str, updated: float) -> dict:
+    from pipelines.insight.arm_model import arm_folder, load_arm
+    from pipelines.insight.attention import explain
+
+    model = load_arm(arm_folder(_store(root), run_id, arm))
+    (found,) = explain(model, image[None])
+    return found.to_dict(model.classes) | {
+        "map": found.map,
+        "probability": found.probabilities[found.predicted],
+    }
+
+
+def attention(run: Run, arm: str, image: np.ndarray) -> dict[str, Any]:
+    """Where ``arm`` of the finished ``run`` looks in ``image`` (uint8 RGB at the run's
+    size): ``{"map", "method", "method_title", "layer", "grid", "predicted_class",
+    "target_class", "probability", ...}`` (:mod:`pipelines.insight.attention`: Grad-CAM
+    for built-in backbones, SmoothGrad otherwise). Cached per run, arm and image; the
+    arm's model is built once per server."""
+    return _attention(run.run_id, arm, image, _runs_root(), run.updated)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _feature_space(run_id: str, root: str, updated: float, projection: str) -> dict:
+    from pipelines.insight.features import feature_space as engine_feature_space
+
+    return engine_feature_space(_store(root), run_id, projection=projection)
+
+
+def feature_space(run: Run, projection: str = "pca") -> dict[str, Any]:
+    """The run's feature space (:func:`pipelines.insight.features.feature_space`): both
+    arms' validation features before and after training in 2-D, a k-NN accuracy per
+    panel. The first call for a run may take a while (a backbone pass over the validation
+    set where the feature cache lacks it, and one per fine-tuned arm); its features are
+    kept on disk, the result per server."""
+    return _feature_space(run.run_id, _runs_root(), run.updated, projection)

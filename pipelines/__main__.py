@@ -27,6 +27,8 @@ COMMANDS = [
     "sweep-worker",
     "sweeps",
     "export",
+    "explain",
+    "features",
     "bench",
     "worker",
 ]

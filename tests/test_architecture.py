@@ -1,7 +1,7 @@
 """The layout's promise (README, "Architecture"): packages by stage, imports one way only.
 
 ``pipelines/`` reads top to bottom as the data's way: the foundation (errors, settings,
-numerics), then backbones, data, training, runs, the bench and the commands. A module may
+numerics), then backbones, data, training, runs, insight, the bench and the commands. A module may
 import its own package and anything below it in that order, never above; so there are no
 import cycles between packages. The engine never imports the dashboard or Streamlit.
 """
@@ -23,6 +23,7 @@ ORDER = [
     "training",
     "runs",
     "sweeps",
+    "insight",
     "bench",
     "commands",
     "__main__",

@@ -146,6 +146,13 @@ def test_start_a_tiny_experiment_and_watch_the_curves_grow(served_app, tmp_path)
             page.screenshot(path=str(tmp_path / "finished.png"), full_page=True)
             assert page.locator("[data-testid='stException']").count() == 0
             assert f"run={run_id}" in page.url
+            # What each arm learned: heat maps per arm, then the feature space.
+            page.get_by_role("tab", name="Where each arm looks").click()
+            page.get_by_text("Grad-CAM on head").first.wait_for(timeout=120_000)
+            page.get_by_role("tab", name="Feature space").click()
+            page.get_by_text("5-NN accuracy").first.wait_for(timeout=120_000)
+            page.screenshot(path=str(tmp_path / "insight.png"), full_page=True)
+            assert page.locator("[data-testid='stException']").count() == 0
         finally:
             browser.close()
     print(f"screenshots: {tmp_path / 'live.png'} {tmp_path / 'finished.png'}")

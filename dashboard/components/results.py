@@ -1,4 +1,5 @@
-"""After a run: confusion matrices, misclassified images, "try your own image", downloads.
+"""After a run: confusion matrices, misclassified images, where each arm looks, the feature
+space, "try your own image", downloads.
 
 Reads the run's stored results and each arm's inference SavedModel
 (``runs/<id>/<arm>/savedmodel``); TensorFlow is imported only when a model is first used.
@@ -12,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import figures, roles, state
+from dashboard.components import insight
 from dashboard.i18n import figure_labels, t
 from dashboard.state import Run
 
@@ -30,18 +32,18 @@ def render(run: Run) -> None:
         st.info(t("results.none"))
         _downloads(run, {})
         return
-    sections = {
-        "confusion": lambda: _confusion(found),
-        "misclassified": lambda: _misclassified(found),
-        "try": lambda: _try_image(run, found),
-        "downloads": lambda: _downloads(run, found),
+    sections = {  # tab label's text key -> what the tab draws
+        "results.confusion": lambda: _confusion(found),
+        "results.misclassified": lambda: _misclassified(found),
+        "insight.attention": lambda: insight.attention(run, found),
+        "insight.features": lambda: insight.feature_space(run, found),
+        "results.try": lambda: _try_image(run, found),
+        "results.downloads": lambda: _downloads(run, found),
     }
     if not roles.is_presenter():
-        del sections["try"]  # an upload, and inference on the server
+        del sections["results.try"]  # an upload, and inference on the server
     # Keyed and tracked, so the open tab survives reruns and only it is drawn.
-    tabs = st.tabs(
-        [t(f"results.{name}") for name in sections], key="results.tab", on_change="rerun"
-    )
+    tabs = st.tabs([t(key) for key in sections], key="results.tab", on_change="rerun")
     for tab, draw in zip(tabs, sections.values(), strict=True):
         if tab.open is not False:
             with tab:
