@@ -91,6 +91,13 @@ def test_the_rule_is_the_smoothed_minimum_over_10():
     assert suggest(sweep) == pytest.approx(1e-2)
 
 
+def test_a_flat_floor_counts_from_where_it_starts():
+    # The loss falls to ~0 and stays (separable features): not the range's end over 10.
+    lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
+    sweep = Sweep(lrs=lrs, losses=[0] * 6, smoothed=[1.0, 0.8, 0.1, 0.05, 0.04, 0.03])
+    assert suggest(sweep) == pytest.approx(1e-2)
+
+
 @pytest.mark.parametrize(
     ("low", "high", "steps", "words"),
     [

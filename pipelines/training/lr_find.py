@@ -8,7 +8,9 @@ or a loss that is not finite.
 
 **The suggested rate** (:data:`RULE`): the rate at the smoothed loss's minimum, divided by
 10 - one rule, named in the result and in the chart. Below the minimum the loss still falls
-fast; at the minimum it is about to blow up.
+fast; at the minimum it is about to blow up. Where the loss instead falls to a flat floor
+and stays there (a head on separable features: Horses or Humans' ImageNet features don't
+diverge even at rate 10), the minimum is where the floor starts (:func:`suggest`).
 
 **What trains** is an arm of the experiment (:class:`pipelines.training.arms.Arm`), built
 exactly as a run builds it, for the phase asked:
@@ -57,7 +59,8 @@ MIN_STEPS, MAX_STEPS = 10, 1000
 DIVERGE_FACTOR = 4.0  # the pass ends once the smoothed loss exceeds this times its best
 SMOOTHING = 0.9  # the moving average's weight of the past (fastai: 0.98 over 100 steps)
 RULE = "min/10"
-RULE_TEXT = "the rate at the smoothed loss's minimum, divided by 10"
+RULE_TEXT = "the rate at the smoothed loss's minimum (where a flat floor starts), divided by 10"
+FLOOR_TOLERANCE = 0.05  # of the fall: where a flat floor of the loss starts counts as its minimum
 MIN_POINTS = 5  # fewer recorded steps suggest nothing
 PHASES = (1, 2)
 REPORT_EVERY_S = 0.5
@@ -136,11 +139,20 @@ def range_test(
 
 
 def suggest(sweep: Sweep) -> float | None:
-    """:data:`RULE` applied to ``sweep``: the rate at the smoothed minimum over 10; None
-    with fewer than :data:`MIN_POINTS` points or for a stopped sweep."""
+    """:data:`RULE` applied to ``sweep``: the rate at the smoothed loss's minimum over 10;
+    None with fewer than :data:`MIN_POINTS` points or for a stopped sweep.
+
+    The minimum is where the smoothed loss first comes within :data:`FLOOR_TOLERANCE` of
+    the fall to its lowest value: a loss that falls to a flat floor (separable features,
+    where even rate 10 doesn't diverge) counts from where the floor starts, not from the
+    range's end, where the moving average still creeps down."""
     if sweep.ended == "stopped" or len(sweep.smoothed) < MIN_POINTS:
         return None
-    return sweep.lrs[int(np.argmin(sweep.smoothed))] / 10
+    smoothed = np.asarray(sweep.smoothed)
+    lowest = int(np.argmin(smoothed))
+    fall = float(smoothed[: lowest + 1].max() - smoothed[lowest])
+    near = np.flatnonzero(smoothed[: lowest + 1] <= smoothed[lowest] + FLOOR_TOLERANCE * fall)
+    return sweep.lrs[int(near[0])] / 10
 
 
 # --- the experiment's arm -------------------------------------------------------------------
