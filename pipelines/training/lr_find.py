@@ -180,8 +180,7 @@ def check_request(config: ExperimentConfig, phase: int, arm: str) -> None:
         )
     if arm not in ARMS:
         raise UserError(f"--arm: {arm!r} is not one of {', '.join(ARMS)}")
-    scratch = arm == "random" and config.random_policy == "scratch"
-    if phase == 2 and config.phase2.unfreeze_blocks == 0 and not scratch:
+    if phase == 2 and config.phase2.unfreeze_blocks == 0:
         raise UserError(
             "phase2.unfreeze_blocks is 0: a phase-2 finder needs blocks to unfreeze; set "
             "phase2.unfreeze_blocks to 1 or more, or find the head's rate with --phase 1"
