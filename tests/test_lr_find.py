@@ -5,11 +5,13 @@ background finder (``pipelines/runs/lr_jobs.py``)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from pipelines.errors import UserError
@@ -232,3 +234,21 @@ def test_a_refused_background_finder_starts_nothing(tiny_data, tmp_path, monkeyp
     assert not (tmp_path / "runs" / "lr_find").exists()
     with pytest.raises(UserError, match="not a learning-rate finder id"):
         lr_jobs.read("../../etc")
+
+
+def test_old_finished_finders_are_pruned_and_a_running_one_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    root = tmp_path / "runs" / lr_jobs.FOLDER
+    for i, ended in enumerate(["completed", "running", "stopped", "diverged"]):
+        folder = root / f"20261202-1200{i:02d}-abcdef"
+        folder.mkdir(parents=True)
+        pid = os.getpid() if ended == "running" else 1  # this process: alive
+        started = psutil.Process(pid).create_time() if ended == "running" else 0.0
+        (folder / "job.json").write_text(json.dumps({"pid": pid, "started": started}))
+        (folder / "result.json").write_text(json.dumps({"ended": ended}))
+    gone = lr_jobs.prune(keep=1)
+    assert gone == ["20261202-120002-abcdef", "20261202-120000-abcdef"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "20261202-120001-abcdef",  # still running
+        "20261202-120003-abcdef",  # the newest
+    ]

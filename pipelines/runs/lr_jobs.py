@@ -13,7 +13,8 @@ step or inference batch and writes what it has) and SIGKILL if the process is st
 after ``STOP_WAIT_S``, so a stop takes under 2 s even while a backbone loads.
 
 The folder holds ``job.json`` (pid, its start time, phase, arm), ``config.json`` (the
-experiment config the finder reads), ``result.json`` and ``finder.log`` (stderr).
+experiment config the finder reads), ``result.json`` and ``finder.log`` (stderr). The newest
+:data:`KEEP` finished finders are kept (:func:`prune`, at every start).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +42,7 @@ from pipelines.training.preflight import check_experiment
 
 FOLDER = "lr_find"
 STOP_WAIT_S = 1.5
+KEEP = 50  # finished finders' folders kept; older ones go when a new finder starts
 FINAL = ("completed", "diverged", "stopped", "failed", "interrupted")
 _JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _children: dict[str, subprocess.Popen] = {}  # collected on read, so none lingers as a zombie
@@ -72,6 +75,7 @@ def start(config: ExperimentConfig, *, phase: int, arm: str) -> str:
 
     check_experiment(config)
     check_request(config, phase, arm)
+    prune()
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     folder = job_dir(job_id)
     folder.mkdir(parents=True)
@@ -159,6 +163,22 @@ def stop(job_id: str) -> dict:
     if result.get("ended") not in FINAL:
         result["ended"] = "stopped"
     return result
+
+
+def prune(keep: int = KEEP) -> list[str]:
+    """Delete all but the newest ``keep`` finished finders' folders (a running one is
+    never deleted); return the ids deleted."""
+    root = settings.runs_dir() / FOLDER
+    if not root.is_dir():
+        return []
+    ids = sorted((p.name for p in root.iterdir() if _JOB_ID.match(p.name)), reverse=True)
+    gone = []
+    for job_id in ids[keep:]:
+        with contextlib.suppress(UserError, OSError, ValueError):
+            if read(job_id).get("ended") in FINAL:
+                shutil.rmtree(root / job_id)
+                gone.append(job_id)
+    return gone
 
 
 def _collect() -> None:
