@@ -220,6 +220,36 @@ def start_near_far() -> str:
     return sweep_id
 
 
+def start_lr_find(config: ExperimentConfig, phase: int, arm: str) -> str:
+    """Start the learning-rate finder for ``arm`` in ``phase`` of ``config`` in its own
+    process (:func:`pipelines.runs.lr_jobs.start`: checked first); return its id."""
+    from pipelines.runs import lr_jobs
+
+    return lr_jobs.start(config, phase=phase, arm=arm)
+
+
+def lr_find_result(job_id: str) -> dict[str, Any]:
+    """The finder's result so far (:func:`pipelines.runs.lr_jobs.read`): ``ended`` says
+    whether it is still going."""
+    from pipelines.runs import lr_jobs
+
+    return lr_jobs.read(job_id)
+
+
+def stop_lr_find(job_id: str) -> None:
+    """Stop the finder within 2 s (:func:`pipelines.runs.lr_jobs.stop`)."""
+    from pipelines.runs import lr_jobs
+
+    lr_jobs.stop(job_id)
+
+
+def lr_find_active(ended: str | None) -> bool:
+    """Whether a finder whose result says ``ended`` is still going."""
+    from pipelines.runs.lr_jobs import FINAL
+
+    return ended not in FINAL
+
+
 def sweep_ids() -> list[str]:
     """Every series (sweep id) in the store, newest first. The trials of a sweep
     (:mod:`pipelines.sweeps`, ids ``sweep-…``) are tagged the same way but have their own

@@ -21,6 +21,7 @@ COMMANDS = [
     "classify",
     "data",
     "train",
+    "lr-find",
     "near-far",
     "runs",
     "sweep",

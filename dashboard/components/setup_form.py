@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, form, state
+from dashboard.components import lr_finder
 from dashboard.form import (
     MAX_EPOCHS,
     MAX_IMAGE_SIZE,
@@ -502,6 +503,7 @@ def _phase1_section() -> None:
     st.caption(t("setup.phase1.caption"))
     _epochs("phase1.epochs")
     _lr_slider("phase1.lr")
+    lr_finder.render(1)
 
 
 def _phase2_section(blocks: list | None) -> dict | None:
@@ -509,6 +511,7 @@ def _phase2_section(blocks: list | None) -> dict | None:
     st.caption(t("setup.phase2.caption"))
     _epochs("phase2.epochs")
     _lr_slider("phase2.lr")
+    lr_finder.render(2)
     reuse = st.session_state.get("reuse_blocks")
     if blocks and reuse is not None and reuse > len(blocks):
         reuse = None  # the backbone section clamps it on its next run
