@@ -204,6 +204,43 @@ def start_near_far() -> str:
     return sweep_id
 
 
+def start_hydra() -> str:
+    """Queue the HydraNet preset: ``shared`` against ``separate`` on the chest X-rays' two
+    tasks, as one series (their link for the cost panel); return the shared run's id."""
+    from pipelines.runs import series
+    from pipelines.training.hydra import PRESET_NAME, preset_configs
+
+    configs = preset_configs()  # each checked as the jobs queue it
+    with _JOBS_LOCK:
+        _, run_ids = series.start_series(_jobs(_runs_root()), configs, PRESET_NAME)
+    return run_ids[0]
+
+
+def hydra_costs(run_id: str) -> dict[str, dict[str, Any]]:
+    """The measured cost of a HydraNet run and of its counterpart (the other ``hydra``
+    mode: the same series, else the newest finished run that differs only in it), by
+    mode: ``{"shared": cost, "separate": cost}``, each as the run's summary stores it."""
+    s = store()
+    run = s.get_run(run_id)
+    out: dict[str, dict[str, Any]] = {}
+    if (cost := (run.summary or {}).get("cost")) is not None:
+        out[cost["hydra"]] = {**cost, "run_id": run_id}
+    if run.config is None:
+        return out
+    other = "separate" if run.config.hydra == "shared" else "shared"
+    wanted = {**run.config.to_dict(), "hydra": other}
+    if run.sweep_id:
+        candidates = s.runs_in_sweep(run.sweep_id)
+    else:
+        candidates = [r for r in s.list_runs() if r.config is not None]
+    for r in candidates:
+        cost = (r.summary or {}).get("cost")
+        if r.config is not None and cost and r.config.to_dict() == wanted:
+            out[other] = {**cost, "run_id": r.run_id}
+            break
+    return out
+
+
 def sweep_ids() -> list[str]:
     """Every series (sweep id) in the store, newest first."""
     return store().sweep_ids()

@@ -121,6 +121,17 @@ def _start_near_far() -> None:
     st.switch_page("views/runs.py")
 
 
+def _start_hydra() -> None:
+    """The "HydraNet" preset: queue shared and separate, show the shared run."""
+    run_id, error = state.attempt(state.start_hydra)
+    if error is not None:
+        st.session_state["start_error"] = error
+        return
+    st.session_state["current_run"] = run_id
+    st.session_state["view"] = "run"
+    st.query_params["run"] = run_id
+
+
 def _checked_start() -> str:
     config = form.config_from_values(st.session_state)
     _cross_check(config)
@@ -161,6 +172,13 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
             icon=":material/stacked_line_chart:",
         ):
             _start_near_far()
+        st.button(
+            t("hydra.preset"),
+            key="preset.hydra",
+            help=t("hydra.preset.help"),
+            icon=":material/account_tree:",
+            on_click=_start_hydra,
+        )
     config, problem = state.attempt(form.config_from_values, st.session_state)
     if problem is not None and report is None and problem.startswith("dataset:"):
         problem = None  # the data section says what is missing

@@ -594,3 +594,23 @@ _ACC_KEYS = (
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
+
+
+# --- the Explain page's preset ------------------------------------------------------------
+
+PRESET_DATASET = "chest_xray_pneumonia_tasks"
+PRESET_NAME = "hydra"
+
+
+def preset_configs(train_per_class: int | None = 100) -> list[ExperimentConfig]:
+    """``shared`` against ``separate`` on the chest X-rays' two tasks (160 px, both arms,
+    3 + 1 epochs; ``train_per_class`` images per combination of labels, so a room sees it
+    end within minutes): the two runs of the HydraNet preset, shared first."""
+    base = {
+        "dataset": PRESET_DATASET,
+        "train_per_class": train_per_class,
+        "image_size": 160,
+        "phase1": {"epochs": 3},
+        "phase2": {"epochs": 1},
+    }
+    return [ExperimentConfig.from_dict({**base, "hydra": mode}) for mode in ("shared", "separate")]
