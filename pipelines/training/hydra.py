@@ -9,7 +9,9 @@ A data set with several tasks (:mod:`pipelines.data.tasks`) trains with ``config
   heads on the frozen backbone's features, computed once per image for all heads (the
   feature cache); phase 2 fine-tunes the shared top blocks under all heads at once.
 * ``separate`` - the baseline: per arm and task, a whole network (backbone and one head),
-  trained on the images labelled for its task.
+  trained on the images labelled for its task. The networks share no computation: each
+  keeps its own feature and boundary caches, as N independent networks would (with one
+  shared cache the second network's frozen features would be the first's: a HydraNet).
 
 Both arms (``imagenet``, ``random``) train in lockstep as in :mod:`.loop`: each batch is
 drawn once and fed to every arm's network. Metric rows carry their ``task``. The run
@@ -20,6 +22,7 @@ computed, parameters and model bytes of what it trained, and the process's peak 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import resource
@@ -90,7 +93,16 @@ class HydraArm(Arm):
 
     task_classes: list = field(default_factory=list)
     forward_images: int = 0
+    cache_salt: str = ""  # separate networks: their own feature and boundary caches
     _steps: dict = field(default_factory=dict)
+
+    def _feature_key(self) -> str:
+        """The arm's feature cache key; with ``cache_salt``, one of its own, so separate
+        networks share no backbone pass with each other (as N independent networks)."""
+        key = super()._feature_key()
+        if not self.cache_salt:
+            return key
+        return hashlib.sha256(f"{key}/{self.cache_salt}".encode()).hexdigest()[:32]
 
     def _build_head(self, dim: int) -> keras.Model:
         return build_heads(dim, self.task_classes, self.config.dropout, self.config.seed)
@@ -319,6 +331,7 @@ def _make_networks(run_id, config, store, spec, size, dataset, should_stop) -> l
                 len(tasks[0].classes),
                 should_stop=should_stop,
                 task_classes=[(t.name, len(t.classes)) for t in tasks],
+                cache_salt="" if config.hydra == "shared" else f"separate:{tasks[0].name}",
             )
             if arm.needs_backbone_now():
                 store.log_event(run_id, f"{name} arm: loading backbone {spec.id}")
