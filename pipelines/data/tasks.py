@@ -26,6 +26,7 @@ import csv
 import hashlib
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -433,17 +434,39 @@ def _fingerprint(tasks: list[Task], decoded, train, val, image_size) -> str:
     return h.hexdigest()[:32]
 
 
+def _combo(tasks: list[Task], labels) -> str:
+    """A row's labels as one name: ``PNEUMONIA · viral`` (``–``: no label)."""
+    pairs = zip(tasks, labels, strict=True)
+    return " · ".join(t.classes[k] if k != NO_LABEL else "–" for t, k in pairs)
+
+
 def inspect_tasks(dataset: str, *, seed: int = 0, data_root: Path | None = None) -> dict:
     """The report ``python -m pipelines data`` prints for a multi-task data set."""
     problems: list[str] = []
     try:
         data = load_task_dataset(dataset, image_size=None, seed=seed, data_root=data_root)
     except UserError as e:
-        return {"dataset": dataset, "tasks": {}, "skipped": [], "problems": [str(e)]}
+        return {
+            "dataset": dataset,
+            "classes": [],
+            "splits": {"train": {}, "validation": {}},
+            "tasks": {},
+            "skipped": [],
+            "problems": [str(e)],
+        }
+    splits = {}
+    for split, attr in (("train", "train_labels"), ("validation", "val_labels")):
+        rows = zip(*(getattr(t, attr) for t in data.tasks), strict=True)
+        splits[split] = dict(sorted(Counter(_combo(data.tasks, r) for r in rows).items()))
     return {
         "dataset": dataset,
         "source": data.source,
         "root": str(data.root),
+        # as a one-task report: "classes" are the combinations of labels (what
+        # train_per_class counts), so callers that count images read it unchanged
+        "classes": sorted(set(splits["train"]) | set(splits["validation"])),
+        "splits": splits,
+        "layout": "several tasks (" + ", ".join(t.name for t in data.tasks) + ")",
         "tasks": {t.name: {"classes": t.classes, "splits": t.counts()} for t in data.tasks},
         "skipped": [s.to_dict() for s in data.skipped],
         "notes": data.notes,
