@@ -22,8 +22,9 @@ def two_task_image(light: int, colour: int, index: int, size: int = 32) -> Image
 
 def make_two_task_folder(root: Path, *, train: int = 24, validation: int = 8) -> Path:
     """``root/{train,validation}/imgN.png`` plus ``labels.csv`` (tasks ``light``, ``colour``);
-    every fourth image lacks its ``colour`` label, every sixth its ``light`` label (never
-    both)."""
+    images 4, 9, 14, ... (``i % 5 == 4``) lack their ``colour`` label, images 6, 13, 20
+    (``i % 7 == 6``) their ``light`` label: never both below 34 images a split, and every
+    combination of labels occurs."""
     rows = ["path,light,colour"]
     for split, n in (("train", train), ("validation", validation)):
         (root / split).mkdir(parents=True, exist_ok=True)
@@ -32,8 +33,8 @@ def make_two_task_folder(root: Path, *, train: int = 24, validation: int = 8) ->
             two_task_image(light, colour, i + (1000 if split == "validation" else 0)).save(
                 root / split / f"img{i:03d}.png"
             )
-            s = "" if i % 6 == 5 else ("dark", "bright")[light]
-            c = "" if i % 4 == 3 else ("red", "blue")[colour]
+            s = "" if i % 7 == 6 else ("dark", "bright")[light]
+            c = "" if i % 5 == 4 else ("red", "blue")[colour]
             rows.append(f"{split}/img{i:03d}.png,{s},{c}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root

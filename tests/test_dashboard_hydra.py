@@ -151,3 +151,23 @@ def test_the_explain_page_leads_to_the_hydranet_preset(app):
         assert any(s.control == "hydra" for s in sections)
     at = app().run(timeout=APP_TIMEOUT_S)
     assert at.button(key="preset.hydra")
+
+
+def test_a_data_set_with_tasks_offers_them_and_shared_or_separate(app, tmp_path):
+    from tests.conftest_hydra import make_two_task_folder
+
+    folder = make_two_task_folder(tmp_path / "two")
+    at = app().run(timeout=APP_TIMEOUT_S)
+    at.radio(key="dataset_source").set_value("folder").run(timeout=APP_TIMEOUT_S)
+    at.text_input(key="dataset").set_value(str(folder)).run(timeout=APP_TIMEOUT_S)
+    assert not at.exception
+    tasks = at.multiselect(key="tasks")
+    assert list(tasks.options) == ["light", "colour"] and tasks.value == []
+    at.radio(key="hydra").set_value("separate")
+    tasks.set_value(["colour"]).run(timeout=APP_TIMEOUT_S)
+    from dashboard import form
+
+    keys = [*form.CONFIG_KEYS, "backbone_custom"]
+    config = form.config_from_values({k: at.session_state[k] for k in keys})
+    assert config.hydra == "separate" and config.tasks == ["colour"]
+    assert "24 training images" in " ".join(c.value for c in at.caption)

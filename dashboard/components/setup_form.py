@@ -275,7 +275,33 @@ def _data_section() -> dict | None:
     if report is None:
         return None
     _data_report(dataset, report)
+    if report.get("tasks"):
+        _task_fields(list(report["tasks"]))
     return report
+
+
+def _task_fields(tasks: list[str]) -> None:
+    """A data set with several tasks: which to train (none chosen: all), and whether they
+    share one backbone (a HydraNet) or get one network each."""
+    chosen = st.session_state.get("tasks") or []
+    st.session_state["tasks"] = [x for x in chosen if x in tasks]  # another data set's
+    st.multiselect(
+        t("hydra.field.tasks"),
+        tasks,
+        key="tasks",
+        placeholder=t("hydra.all_tasks"),
+        help=_help("tasks"),
+        **KEEP,
+    )
+    st.radio(
+        t("hydra.field.hydra"),
+        form.HYDRA_MODES,
+        key="hydra",
+        format_func=lambda mode: t(f"hydra.fig.{mode}"),
+        horizontal=True,
+        help=_help("hydra"),
+        **KEEP,
+    )
 
 
 def _named_about(dataset: str) -> None:
