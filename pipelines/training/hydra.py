@@ -156,10 +156,6 @@ class HydraArm(Arm):
         self.compute_s += time.perf_counter() - start
         return out
 
-    def validation_logits(self, dataset) -> list[np.ndarray]:
-        """Inference-mode logits per task over the whole validation split."""
-        return super().validation_logits(dataset)
-
     def _run(self, net, arrays: np.ndarray, *, scale: bool):
         """As :meth:`Arm._run`, for nets with one output per task (a list of arrays), and
         counting the images that pass through backbone blocks."""
@@ -358,6 +354,10 @@ class _HydraLoop:
         self.epoch = 0
         self.stopped = False
         self.last_log = 0.0
+        bs = config.batch_size
+        self.steps_all = sum(math.ceil(len(g[0].data.train_paths) / bs) for g in groups)
+        self.steps_done = 0
+        self.step_times: list[float] = []
 
     @property
     def networks(self) -> list[Network]:
@@ -399,6 +399,7 @@ class _HydraLoop:
             net.sums = np.zeros((3, len(net.tasks)))
             net.epoch_start = net.arm.compute_s
         for step in range(steps):
+            t0 = time.perf_counter()
             idx = order[step * bs : (step + 1) * bs]
             drawn: list = []
 
@@ -422,6 +423,8 @@ class _HydraLoop:
                 _, losses, hits, counts = net.arm.train_step(x, net.train_y[idx])
                 net.sums += (losses * counts, hits, counts)
                 results[net.arm.name] = (net, losses, hits, counts)
+            self.step_times.append(time.perf_counter() - t0)
+            self.steps_done += 1
             self._report(phase_name, step, steps, results)
             if self.should_stop():
                 return False
@@ -432,6 +435,8 @@ class _HydraLoop:
         if now - self.last_log < BATCH_LOG_EVERY_S and step != steps - 1:
             return
         self.last_log = now
+        remaining = self.total_epochs * self.steps_all - self.steps_done
+        eta = remaining * float(np.mean(self.step_times[-20:]))
         for name, (net, losses, hits, counts) in results.items():
             for k, task in enumerate(net.tasks):
                 if counts[k] == 0:
@@ -457,7 +462,7 @@ class _HydraLoop:
                     "epochs_total": self.total_epochs,
                     "step": step + 1,
                     "steps_per_epoch": steps,
-                    "eta_s": 0.0,
+                    "eta_s": round(eta, 1),
                     "tasks": [t.name for t in net.tasks],
                 },
             )
