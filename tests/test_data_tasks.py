@@ -65,6 +65,11 @@ def test_labels_csv_loads_each_task_with_missing_labels(tmp_path):
     report = inspect_dataset(str(root))
     assert report["tasks"]["size"]["splits"]["train"]["(no label)"] == 2
     assert report["problems"] == []
+    from pipelines.commands.data import format_report
+
+    text = format_report(report)
+    assert "Task:     size: train big 4, small 2, (no label) 2" in text
+    assert "Images:   12 usable" in text
 
 
 @pytest.mark.parametrize(

@@ -458,13 +458,19 @@ def inspect_tasks(dataset: str, *, seed: int = 0, data_root: Path | None = None)
     for split, attr in (("train", "train_labels"), ("validation", "val_labels")):
         rows = zip(*(getattr(t, attr) for t in data.tasks), strict=True)
         splits[split] = dict(sorted(Counter(_combo(data.tasks, r) for r in rows).items()))
+    combos = sorted(set(splits["train"]) | set(splits["validation"]))
+    splits = {split: {c: counts.get(c, 0) for c in combos} for split, counts in splits.items()}
+    from pipelines.data.dataset import _size_stats
+
+    decoded = checked.lookup(tuple(read_table(dataset, data_root).files))  # just remembered
     return {
         "dataset": dataset,
         "source": data.source,
         "root": str(data.root),
+        "image_sizes": _size_stats(decoded.infos) if decoded else {"count": 0},
         # as a one-task report: "classes" are the combinations of labels (what
         # train_per_class counts), so callers that count images read it unchanged
-        "classes": sorted(set(splits["train"]) | set(splits["validation"])),
+        "classes": combos,
         "splits": splits,
         "layout": "several tasks (" + ", ".join(t.name for t in data.tasks) + ")",
         "tasks": {t.name: {"classes": t.classes, "splits": t.counts()} for t in data.tasks},
