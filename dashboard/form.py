@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.data.sources import named, named_datasets
+from pipelines.training.config import HYDRA_MODES as HYDRA_MODES
 from pipelines.training.config import MAX_EPOCHS as MAX_EPOCHS
 from pipelines.training.config import MAX_IMAGE_SIZE as MAX_IMAGE_SIZE
 from pipelines.training.config import MIN_IMAGE_SIZE as MIN_IMAGE_SIZE

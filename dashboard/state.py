@@ -220,6 +220,7 @@ def start_near_far() -> str:
     return sweep_id
 
 
+@presenter_only("start")
 def start_lr_find(config: ExperimentConfig, phase: int, arm: str) -> str:
     """Start the learning-rate finder for ``arm`` in ``phase`` of ``config`` in its own
     process (:func:`pipelines.runs.lr_jobs.start`: checked first); return its id."""
@@ -236,6 +237,7 @@ def lr_find_result(job_id: str) -> dict[str, Any]:
     return lr_jobs.read(job_id)
 
 
+@presenter_only("stop")
 def stop_lr_find(job_id: str) -> None:
     """Stop the finder within 2 s (:func:`pipelines.runs.lr_jobs.stop`)."""
     from pipelines.runs import lr_jobs
@@ -250,6 +252,44 @@ def lr_find_active(ended: str | None) -> bool:
     return ended not in FINAL
 
 
+@presenter_only("start")
+def start_hydra() -> str:
+    """Queue the HydraNet preset: ``shared`` against ``separate`` on the chest X-rays' two
+    tasks, as one series (their link for the cost panel); return the shared run's id."""
+    from pipelines.runs import series
+    from pipelines.training.hydra import PRESET_NAME, preset_configs
+
+    configs = preset_configs()  # each checked as the jobs queue it
+    with _JOBS_LOCK:
+        _, run_ids = series.start_series(_jobs(_runs_root()), configs, PRESET_NAME)
+    return run_ids[0]
+
+
+def hydra_costs(run_id: str) -> dict[str, dict[str, Any]]:
+    """The measured cost of a HydraNet run and of its counterpart (the other ``hydra``
+    mode: the same series, else the newest finished run that differs only in it), by
+    mode: ``{"shared": cost, "separate": cost}``, each as the run's summary stores it."""
+    s = store()
+    run = s.get_run(run_id)
+    out: dict[str, dict[str, Any]] = {}
+    if (cost := (run.summary or {}).get("cost")) is not None:
+        out[cost["hydra"]] = {**cost, "run_id": run_id}
+    if run.config is None:
+        return out
+    other = "separate" if run.config.hydra == "shared" else "shared"
+    wanted = {**run.config.to_dict(), "hydra": other}
+    if run.sweep_id:
+        candidates = s.runs_in_sweep(run.sweep_id)
+    else:
+        candidates = [r for r in s.list_runs() if r.config is not None]
+    for r in candidates:
+        cost = (r.summary or {}).get("cost")
+        if r.config is not None and cost and r.config.to_dict() == wanted:
+            out[other] = {**cost, "run_id": r.run_id}
+            break
+    return out
+
+
 def sweep_ids() -> list[str]:
     """Every series (sweep id) in the store, newest first. The trials of a sweep
     (:mod:`pipelines.sweeps`, ids ``sweep-…``) are tagged the same way but have their own
@@ -260,6 +300,7 @@ def sweep_ids() -> list[str]:
 # --- sweeps: Optuna studies (pipelines.sweeps) in SWEEP_STORAGE or RUNS_DIR's journal ------
 
 
+@presenter_only("start")
 def start_sweep(spec: Any, workers: int | None = None) -> str:
     """Start the sweep's trial workers (:func:`pipelines.sweeps.start_sweep`, validated
     there again) and return its id at once; the trials are ordinary runs in the store."""
@@ -290,6 +331,7 @@ def sweep_spec(sweep_id: str) -> Any:
     return engine.sweep_spec(sweep_id)
 
 
+@presenter_only("stop")
 def stop_sweep(sweep_id: str) -> None:
     """End the sweep: no new trials; running ones stop like a run's Stop."""
     from pipelines import sweeps as engine

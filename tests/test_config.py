@@ -69,6 +69,8 @@ def test_keys_cover_every_field():
         "dropout",
         "augment",
         "seed",
+        "tasks",
+        "hydra",
     ]
 
 

@@ -75,7 +75,11 @@ def test_the_far_data_set_comes_from_datasets_dir_by_name(isolated_data_env, mon
     )
     monkeypatch.setenv("DATASETS_DIR", str(data_root))
     monkeypatch.setattr(tfds_source, "materialise", no_tfds)
-    assert list(named_datasets()) == ["horses_or_humans", "chest_xray_pneumonia"]
+    assert list(named_datasets()) == [
+        "horses_or_humans",
+        "chest_xray_pneumonia",
+        "chest_xray_pneumonia_tasks",
+    ]
     assert resolve_source("chest_xray_pneumonia").root == folder
     assert resolve_source("chest-xray-pneumonia").root == folder
     check_source("chest_xray_pneumonia")

@@ -129,9 +129,29 @@ def test_an_upgrade_skips_a_column_that_is_already_there(store: RunStore) -> Non
     store.close()
     reopened = RunStore(store.root)  # would fail on "duplicate column name: sweep_id"
     assert reopened.get_run(run_id).sweep_id == "s"
-    assert (
-        sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
+
+
+def test_a_schema_4_store_gains_metric_tasks_and_keeps_its_rows(store: RunStore) -> None:
+    run_id = store.create_run(ExperimentConfig())
+    store.log_epoch(run_id, "imagenet", "feature_extraction", 0, 0.5, 0.8, 0.4, 0.9, 1.0, 10.0)
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute("ALTER TABLE metrics DROP COLUMN task")  # as schema 4 was
+    conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store.close()
+    reopened = RunStore(store.root)
+    rows = reopened.curves(run_id)
+    assert rows["val_accuracy"].tolist() == [0.9] and rows["task"].isna().all()
+    reopened.log_epoch(
+        run_id, "imagenet", "fine_tuning", 1, 0.4, 0.9, 0.3, 0.95, 1.0, 10.0, task="colour"
     )
+    reopened.log_batch(run_id, "imagenet", "fine_tuning", 1, 0, 0.4, 0.9, 2.0, task="colour")
+    assert reopened.curves(run_id)["task"].tolist()[1] == "colour"
+    assert reopened.curves(run_id, kind="batch")["task"].tolist() == ["colour"]
+    version = sqlite3.connect(store.path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
 
 
 def test_runs_in_sweep_in_trial_order_and_sweep_ids_newest_first(store: RunStore) -> None:

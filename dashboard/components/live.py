@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import figures, roles, state
-from dashboard.components import results
+from dashboard.components import hydra, results
 from dashboard.i18n import figure_labels, lang, t
 from dashboard.state import Run
 
@@ -317,6 +317,9 @@ def _headline(run: Run, numbers: dict[str, dict[str, float | None]]) -> None:
 
 
 def _charts(run: Run, snap: Snapshot) -> None:
+    if hydra.is_hydra(run):  # several tasks: a curve panel per task and the cost panel
+        hydra.render(run)
+        return
     arms = run.config.arms
     total = run.total_epochs
     steps = next((p.get("steps_per_epoch") for p in run.progress.values() if p), None)

@@ -122,6 +122,17 @@ def _start_near_far() -> None:
     st.switch_page("views/runs.py")
 
 
+def _start_hydra() -> None:
+    """The "HydraNet" preset: queue shared and separate, show the shared run."""
+    run_id, error = state.attempt(state.start_hydra)
+    if error is not None:
+        st.session_state["start_error"] = error
+        return
+    st.session_state["current_run"] = run_id
+    st.session_state["view"] = "run"
+    st.query_params["run"] = run_id
+
+
 def _checked_start() -> str:
     config = form.config_from_values(st.session_state)
     _cross_check(config)
@@ -162,6 +173,13 @@ def _action_bar(ids: list[str], report: dict | None, blocks: list | None) -> Non
             icon=":material/stacked_line_chart:",
         ):
             _start_near_far()
+        st.button(
+            t("hydra.preset"),
+            key="preset.hydra",
+            help=t("hydra.preset.help"),
+            icon=":material/account_tree:",
+            on_click=_start_hydra,
+        )
     config, problem = state.attempt(form.config_from_values, st.session_state)
     if problem is not None and report is None and problem.startswith("dataset:"):
         problem = None  # the data section says what is missing
@@ -260,7 +278,33 @@ def _data_section() -> dict | None:
     if report is None:
         return None
     _data_report(dataset, report)
+    if report.get("tasks"):
+        _task_fields(list(report["tasks"]))
     return report
+
+
+def _task_fields(tasks: list[str]) -> None:
+    """A data set with several tasks: which to train (none chosen: all), and whether they
+    share one backbone (a HydraNet) or get one network each."""
+    chosen = st.session_state.get("tasks") or []
+    st.session_state["tasks"] = [x for x in chosen if x in tasks]  # another data set's
+    st.multiselect(
+        t("hydra.field.tasks"),
+        tasks,
+        key="tasks",
+        placeholder=t("hydra.all_tasks"),
+        help=_help("tasks"),
+        **KEEP,
+    )
+    st.radio(
+        t("hydra.field.hydra"),
+        form.HYDRA_MODES,
+        key="hydra",
+        format_func=lambda mode: t(f"hydra.fig.{mode}"),
+        horizontal=True,
+        help=_help("hydra"),
+        **KEEP,
+    )
 
 
 def _named_about(dataset: str) -> None:

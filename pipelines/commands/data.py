@@ -60,6 +60,9 @@ def format_report(report: dict) -> str:
     for c in classes:
         lines.append(f"  {c:<{width}}  {train[c]:>7}  {val[c]:>10}")
     lines.append(f"  {'total':<{width}}  {sum(train.values()):>7}  {sum(val.values()):>10}")
+    for name, task in report.get("tasks", {}).items():  # several tasks: rows above are
+        counts = ", ".join(f"{c} {n}" for c, n in task["splits"]["train"].items())
+        lines.append(f"Task:     {name}: train {counts}")  # combinations of their labels
     lines += ["", _sizes_line(report["image_sizes"])]
     skipped = report["skipped"]
     lines.append(f"Skipped:  {len(skipped) or 'nothing'}")

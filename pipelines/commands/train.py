@@ -61,8 +61,10 @@ class _Reporting:
 
     def print_epoch(self, arm, row):
         self._acc[arm] = row["val_accuracy"]
+        task = f" {row['task']}" if row.get("task") else ""  # a HydraNet's head
         print(
-            f"\r{arm:>8} epoch {row['epoch'] + 1} ({PHASES[row['phase']]}): loss {row['loss']:.4f} "
+            f"\r{arm:>8}{task} epoch {row['epoch'] + 1} ({PHASES[row['phase']]}): "
+            f"loss {row['loss']:.4f} "
             f"acc {row['accuracy']:.4f}  val_loss {row['val_loss']:.4f} "
             f"val_acc {row['val_accuracy']:.4f}  {row['epoch_s']:.1f}s{' ' * 10}",
             file=sys.stderr,
@@ -156,8 +158,12 @@ def run(args) -> int:
         "wall_s",
     )
     arms = {name: {k: arm.get(k) for k in keys} for name, arm in summary.get("arms", {}).items()}
+    for name, arm in summary.get("arms", {}).items():
+        if "tasks" in arm:  # several tasks: each head's accuracies (the arm's are means)
+            arms[name]["tasks"] = arm["tasks"]
+    extra = {k: summary[k] for k in ("hydra", "cost") if k in summary}
     if args.json:
-        print(json.dumps({"run_id": run_id, "status": run.status, "arms": arms}))
+        print(json.dumps({"run_id": run_id, "status": run.status, "arms": arms, **extra}))
     else:
         print(f"run {run_id} {run.status}")
         for name, arm in arms.items():
@@ -166,6 +172,19 @@ def run(args) -> int:
                 f"{arm['best_val_accuracy']:.4f} (balanced "
                 f"{arm['best_val_balanced_accuracy']:.4f}), {arm['epochs']} epochs, "
                 f"{arm['wall_s']:.1f}s"
+            )
+            for task, acc in arm.get("tasks", {}).items():
+                print(
+                    f"  {'':>8}  {task}: final val acc {acc['final_val_accuracy']:.4f} "
+                    f"(balanced {acc['final_val_balanced_accuracy']:.4f})"
+                )
+        if "cost" in extra:
+            cost = extra["cost"]
+            print(
+                f"  HydraNet {cost['hydra']}: {cost['networks']} network(s), "
+                f"{cost['wall_s']:.1f}s, {cost['backbone_forward_images']:,} images through "
+                f"the backbone, {cost['parameters']:,} parameters, peak memory "
+                f"{cost['peak_memory_bytes'] / 2**20:.0f} MB"
             )
         print(f"see it with: python -m pipelines runs show {run_id}")
     return 0 if code == EXIT_COMPLETED else code

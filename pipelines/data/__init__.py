@@ -7,7 +7,8 @@
   it imports TensorFlow, so import it by name: ``pipelines.data.pipeline``).
 
 Where data sets come from is :mod:`.sources` (with :mod:`.safezip` and :mod:`.tfds_source`);
-how folders are read is :mod:`.scan`; decoding is :mod:`.images`; subsets :mod:`.subsets`.
+how folders are read is :mod:`.scan`; data sets with several tasks (``labels.csv``, the
+chest X-rays' two tasks) :mod:`.tasks`; decoding is :mod:`.images`; subsets :mod:`.subsets`.
 """
 
 from __future__ import annotations

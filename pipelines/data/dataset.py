@@ -21,6 +21,7 @@ import psutil
 
 from pipelines.data import checked
 from pipelines.data import images as images_mod
+from pipelines.data import tasks as tasks_mod
 from pipelines.data.scan import ImageFile, Scan, SkippedFile, scan_folder, too_few_classes
 from pipelines.data.sources import DEFAULT_DATASET, Source, resolve_source
 from pipelines.data.subsets import per_class_subset, split_pool
@@ -54,6 +55,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     train_digests: list[str] = field(default_factory=list)  # BLAKE2b of each file's bytes
     val_digests: list[str] = field(default_factory=list)
+    tasks: list = field(default_factory=list)  # several tasks: pipelines.data.tasks.Task each
     _pixels: Callable[[], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
 
     @functools.cached_property
@@ -108,6 +110,7 @@ def load_dataset(
     extract_dir: Path | None = None,
     data_root: Path | None = None,
     lazy: bool = False,
+    tasks: list[str] | None = None,
 ) -> Dataset:
     """Resolve, check, decode (once per process and size) and split ``dataset``.
 
@@ -119,12 +122,26 @@ def load_dataset(
     digests, the skipped report and the fingerprint are the same either way.
 
     ``train_per_class``: keep only that many training images per class (seeded, nested:
-    10 are among the 50 of the same seed); all of a class that has fewer. Raises
+    10 are among the 50 of the same seed); all of a class that has fewer.
+
+    A data set with several tasks (:mod:`.tasks`) loads with ``tasks`` (default all) in
+    :attr:`Dataset.tasks`. Raises
     :class:`UserError` for a data set that cannot be trained on.
     """
     image_size = _check_image_size(image_size)
     if train_per_class is not None and train_per_class < 1:
         raise UserError(f"train_per_class must be at least 1 (or all), not {train_per_class}")
+    if tasks_mod.has_tasks(dataset, data_root):  # several tasks (labels.csv, named)
+        return tasks_mod.load_task_dataset(
+            dataset,
+            image_size=image_size,
+            tasks=tasks,
+            train_per_class=train_per_class,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            data_root=data_root,
+            lazy=lazy,
+        )
 
     # Find the files, check (and unless lazy, decode) them, split train from validation.
     prep = _prepare(dataset, image_size, seed, validation_fraction, data_root, extract_dir, lazy)
@@ -216,6 +233,8 @@ def inspect_dataset(
     """Report on ``dataset`` without keeping pixels: every file is still fully decoded once,
     so corrupt and truncated files are found. JSON-ready; ``problems`` lists why it cannot
     be trained on (empty when it can)."""
+    if tasks_mod.has_tasks(dataset, data_root):
+        return tasks_mod.inspect_tasks(dataset, seed=seed, data_root=data_root)
     prep = _prepare(dataset, None, seed, validation_fraction, data_root, extract_dir)
     counts = {
         split: {c: sum(prep.usable[i].label == c for i in sel) for c in prep.scan.classes}

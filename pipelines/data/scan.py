@@ -23,6 +23,7 @@ from pipelines.errors import UserError
 VALIDATION_DIRS = ("validation", "val", "valid", "test")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_FILE_BYTES = 256 * 2**20
+LABELS_FILE = "labels.csv"  # a multi-task data set's labels (pipelines.data.tasks)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pipelines import settings
 from pipelines.data import safezip, tfds_source
-from pipelines.data.scan import SkippedFile, scan_folder, too_few_classes
+from pipelines.data.scan import LABELS_FILE, SkippedFile, scan_folder, too_few_classes
 from pipelines.errors import UserError
 
 DEFAULT_DATASET = "horses_or_humans"
@@ -50,6 +50,7 @@ class NamedDataset:
     citation: str = ""
     licence: str = ""
     notes: dict = field(default_factory=dict)
+    tasks: str | None = None  # a builder of several tasks (pipelines.data.tasks), or None
 
 
 @lru_cache(maxsize=1)
@@ -131,6 +132,8 @@ def check_source(dataset: str = DEFAULT_DATASET, *, data_root: Path | None = Non
     if path is None:
         return
     if path.is_dir():
+        if (path / LABELS_FILE).is_file():
+            return  # several tasks: labels.csv is read when loading
         problem = too_few_classes(scan_folder(path))  # names and stat only: fast
         if problem:
             raise UserError(problem)

@@ -47,13 +47,23 @@ if TYPE_CHECKING:
     import pandas
 
 STORE_FILE = "runs.sqlite3"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_S = 10.0
 
 # The statuses and Run live in run.py; importing them from here works too.
 __all__ = ["ACTIVE", "STATUSES", "TERMINAL", "Run", "RunStore"]
 
-BATCH_COLUMNS = ["arm", "phase", "epoch", "step", "global_step", "loss", "accuracy", "wall_s"]
+BATCH_COLUMNS = [
+    "arm",
+    "phase",
+    "epoch",
+    "step",
+    "global_step",
+    "loss",
+    "accuracy",
+    "wall_s",
+    "task",
+]
 EPOCH_COLUMNS = [
     "arm",
     "phase",
@@ -65,6 +75,7 @@ EPOCH_COLUMNS = [
     "val_balanced_accuracy",
     "epoch_s",
     "images_per_s",
+    "task",
 ]
 METRIC_COLUMNS = [
     "run_id",
@@ -83,6 +94,7 @@ METRIC_COLUMNS = [
     "epoch_s",
     "images_per_s",
     "time",
+    "task",
 ]
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -124,7 +136,8 @@ CREATE TABLE IF NOT EXISTS metrics (
     wall_s REAL,
     epoch_s REAL,
     images_per_s REAL,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    task TEXT
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, kind, arm, id);
 CREATE TABLE IF NOT EXISTS events (
@@ -193,6 +206,8 @@ _MIGRATIONS = [
     # 5: group exercises; a run may name the exercise and group that started it (else NULL).
     _EXERCISE_TABLES + "; ALTER TABLE runs ADD COLUMN exercise_id TEXT;"
     " ALTER TABLE runs ADD COLUMN group_name TEXT",
+    # 6: a HydraNet's metric rows name their task (single-task rows: NULL).
+    "ALTER TABLE metrics ADD COLUMN task TEXT",
 ]
 _TABLES_WITH_RUN_ROWS = ("metrics", "events", "progress", "results")
 
@@ -465,13 +480,15 @@ class RunStore:
         accuracy: float,
         wall_s: float,
         global_step: int | None = None,
+        task: str | None = None,
     ) -> None:
         """One ``batch`` row: the loss/accuracy of ``step`` of ``epoch``. ``phase`` is the
         trainer's name for it (``feature_extraction``, ``fine_tuning``); ``epoch`` counts
-        across phases as the trainer does; ``wall_s`` is seconds since training began."""
+        across phases as the trainer does; ``wall_s`` is seconds since training began;
+        ``task`` names a HydraNet's head (None: a single-task run)."""
         self._write(
             "INSERT INTO metrics (run_id, kind, arm, phase, epoch, step, global_step, loss,"
-            " accuracy, wall_s, time) VALUES (?, 'batch', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " accuracy, wall_s, time, task) VALUES (?, 'batch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 arm,
@@ -483,6 +500,7 @@ class RunStore:
                 _num(accuracy),
                 _num(wall_s),
                 time.time(),
+                task,
             ),
         )
 
@@ -499,14 +517,16 @@ class RunStore:
         epoch_s: float,
         images_per_s: float,
         val_balanced_accuracy: float | None = None,
+        task: str | None = None,
     ) -> None:
         """One ``epoch`` row: training and validation metrics at the end of ``epoch``;
         ``epoch_s`` its training seconds, ``images_per_s`` its training throughput,
-        ``val_balanced_accuracy`` the mean of the classes' recalls."""
+        ``val_balanced_accuracy`` the mean of the classes' recalls; ``task`` names a
+        HydraNet's head (None: a single-task run)."""
         self._write(
             "INSERT INTO metrics (run_id, kind, arm, phase, epoch, loss, accuracy, val_loss,"
-            " val_accuracy, val_balanced_accuracy, epoch_s, images_per_s, time)"
-            " VALUES (?, 'epoch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " val_accuracy, val_balanced_accuracy, epoch_s, images_per_s, time, task)"
+            " VALUES (?, 'epoch', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 arm,
@@ -520,6 +540,7 @@ class RunStore:
                 _num(epoch_s),
                 _num(images_per_s),
                 time.time(),
+                task,
             ),
         )
 

@@ -186,13 +186,15 @@ class Arm:
         if self.backbone is not None:
             self.backbone.set_unfreeze_blocks(plan.unfreeze_blocks)
         if self.head is None:
-            self.head = build_head(
-                self._feature_dim(), self.num_classes, self.config.dropout, self.config.seed
-            )
+            self.head = self._build_head(self._feature_dim())
         self._net = self._make_net()
         self._compile(plan.lr)
         self.trained_backbone = self.trained_backbone or not plan.frozen
         return note
+
+    def _build_head(self, dim: int) -> keras.Model:
+        """The new head on ``dim`` features (a HydraNet builds one per task instead)."""
+        return build_head(dim, self.num_classes, self.config.dropout, self.config.seed)
 
     def _feature_dim(self) -> int:
         if "train" in self._features:

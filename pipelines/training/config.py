@@ -23,6 +23,7 @@ from pipelines.errors import UserError
 ARMS = ("imagenet", "random")
 RANDOM_POLICIES = ("same", "scratch")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+HYDRA_MODES = ("shared", "separate")  # several tasks: one backbone + N heads, or N networks
 MAX_LR = 10.0
 MAX_EPOCHS = 1000
 # The one image-size range (the form's bounds too). 32 px is the built-in EfficientNet-Lite
@@ -68,6 +69,8 @@ class ExperimentConfig:
     dropout: float = 0.2
     augment: bool = False
     seed: int = 0
+    tasks: list[str] = field(default_factory=list)  # a multi-task data set's tasks; []: all
+    hydra: str = "shared"  # several tasks: "shared" backbone or "separate" networks
 
     # --- construction -------------------------------------------------------------------
 
@@ -174,6 +177,10 @@ class ExperimentConfig:
             raise UserError("dropout: must be at least 0 and below 1")
         if self.seed < 0:
             raise UserError("seed: must be 0 or more")
+        _choice("hydra", self.hydra, HYDRA_MODES)
+        self.tasks = [str(t).strip() for t in self.tasks]
+        if len(set(self.tasks)) != len(self.tasks) or not all(self.tasks):
+            raise UserError("tasks: name each task once (e.g. tasks=normal_vs_pneumonia)")
         return self
 
 

@@ -40,7 +40,7 @@ def model_dir(store, run_id: str, arm: str) -> Path:
     if arm not in run.config.arms:
         raise UserError(f"run {run_id} has no {arm} arm; it trained {', '.join(run.config.arms)}")
     folder = Path(store.artefact_dir(run_id)) / arm
-    if not (folder / "arm.json").is_file():
+    if not (folder / "arm.json").is_file() and not _task_networks(folder):
         raise UserError(
             f"run {run_id} has no trained {arm} model yet (status {run.status}); "
             "export works once a run has completed or been stopped"
@@ -69,36 +69,31 @@ def build_inference_model(folder: Path) -> Path:
     import tensorflow as tf
     import tf_keras as keras
 
-    from pipelines.backbones import load_layer
     from pipelines.backbones.pixels import scale_pixels
-    from pipelines.training.arms import build_head
 
-    meta = json.loads((folder / "arm.json").read_text())
-    size, scaling = meta["image_size"], meta["scaling"]
-    backbone = load_layer(
-        meta["backbone"],
-        weights=meta["weights"],
-        seed=meta["seed"],
-        bn_training=meta["bn_training"],
-        image_size=size,
-        splittable=True,
-        reuse_blocks=meta.get("reuse_blocks"),
-    )
-    if (folder / "backbone.npz").is_file():
-        _assign(backbone.module_variables, folder / "backbone.npz")
-    head = build_head(meta["feature_dim"], len(meta["classes"]), meta["dropout"], meta["seed"])
-    _assign(head.variables, folder / "head.npz")
-    images = keras.Input((size, size, 3), name="images")
-    model = keras.Model(images, head(backbone(images)))
+    # A HydraNet: one output per task, named by it. ``shared``: one network whose heads
+    # give them; ``separate``: one network per task (``folder/<task>/``), side by side.
+    networks = [folder] if (folder / "arm.json").is_file() else _task_networks(folder)
+    metas = [json.loads((f / "arm.json").read_text()) for f in networks]
+    size, scaling = metas[0]["image_size"], metas[0]["scaling"]
+    models, names = [], []
+    for f, meta in zip(networks, metas, strict=True):
+        backbone, head = _network(f, meta)
+        images = keras.Input((size, size, 3), name="images")
+        models.append(keras.Model(images, head(backbone(images))))
+        names += [t["name"] for t in meta.get("tasks") or []] or ["probabilities"]
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve(images):
-        return {
-            "probabilities": tf.nn.softmax(model(scale_pixels(images, scaling), training=False))
-        }
+        x = scale_pixels(images, scaling)
+        logits = []
+        for model in models:
+            out = model(x, training=False)
+            logits += out if isinstance(out, list) else [out]
+        return {name: tf.nn.softmax(y) for name, y in zip(names, logits, strict=True)}
 
     module = tf.__internal__.tracking.AutoTrackable()
-    module.variables = list(model.variables)
+    module.variables = [v for model in models for v in model.variables]
     module.serve = serve
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
@@ -109,6 +104,41 @@ def build_inference_model(folder: Path) -> Path:
                 raise
         os.makedirs(tmp, exist_ok=True)  # TemporaryDirectory cleans up a folder it expects
     return target
+
+
+def _task_networks(folder: Path) -> list[Path]:
+    """A ``separate`` HydraNet run's per-task network folders (empty: none)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.parent for p in folder.glob("*/arm.json"))
+
+
+def _network(folder: Path, meta: dict):
+    """The trained ``(backbone, head)`` saved in ``folder`` (a HydraNet: one head per task,
+    a list of outputs)."""
+    from pipelines.backbones import load_layer
+    from pipelines.training.arms import build_head
+
+    backbone = load_layer(
+        meta["backbone"],
+        weights=meta["weights"],
+        seed=meta["seed"],
+        bn_training=meta["bn_training"],
+        image_size=meta["image_size"],
+        splittable=True,
+        reuse_blocks=meta.get("reuse_blocks"),
+    )
+    if (folder / "backbone.npz").is_file():
+        _assign(backbone.module_variables, folder / "backbone.npz")
+    if meta.get("tasks"):
+        from pipelines.training.hydra import build_heads
+
+        tasks = [(t["name"], len(t["classes"])) for t in meta["tasks"]]
+        head = build_heads(meta["feature_dim"], tasks, meta["dropout"], meta["seed"])
+    else:
+        head = build_head(meta["feature_dim"], len(meta["classes"]), meta["dropout"], meta["seed"])
+    _assign(head.variables, folder / "head.npz")
+    return backbone, head
 
 
 def _assign(variables, npz: Path) -> None:
@@ -157,16 +187,27 @@ def to_onnx(savedmodel: Path, out: Path, images: np.ndarray) -> dict:
             output_path=str(tmp_file),
         )
         session = ort.InferenceSession(str(tmp_file), providers=["CPUExecutionProvider"])
-        onnx_probs = session.run(None, {session.get_inputs()[0].name: images})[0]
-        tf_probs = model.serve(tf.constant(images))["probabilities"].numpy()
-        diff = float(np.abs(onnx_probs - tf_probs).max())
+        tf_out = {k: v.numpy() for k, v in model.serve(tf.constant(images)).items()}
+        names = [o.name for o in session.get_outputs()]
+        if sorted(names) != sorted(tf_out):
+            raise UserError(
+                f"the ONNX model's outputs ({', '.join(names)}) are not the SavedModel's "
+                f"({', '.join(tf_out)}); not written. Export as savedmodel instead"
+            )
+        onnx_out = session.run(names, {session.get_inputs()[0].name: images})
+        diff = max(float(np.abs(o - tf_out[n]).max()) for n, o in zip(names, onnx_out, strict=True))
         if diff >= PARITY_TOLERANCE:
             raise UserError(
                 f"the ONNX model disagrees with TensorFlow by {diff:.2e} (limit "
                 f"{PARITY_TOLERANCE:g}); not written. Export as savedmodel instead"
             )
         shutil.move(tmp_file, out)
-    return {"parity_max_abs_diff": diff, "parity_images": len(images), "opset": ONNX_OPSET}
+    return {
+        "parity_max_abs_diff": diff,
+        "parity_images": len(images),
+        "opset": ONNX_OPSET,
+        "outputs": names,
+    }
 
 
 def _validation_images(store, run_id: str, arm: str) -> np.ndarray:

@@ -31,6 +31,7 @@ from pipelines import data as data_mod
 from pipelines.backbones import resolve
 from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.data.pipeline import epoch_order, image_batch
+from pipelines.data.tasks import has_tasks
 from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
 from pipelines.training.arms import Arm, PhasePlan, StopRequested
 from pipelines.training.config import ExperimentConfig, validate_against
@@ -67,6 +68,10 @@ def run_experiment(
     spec = resolve(config.backbone)
     size = config.image_size or spec.input_size
     artefacts = Path(store.artefact_dir(run_id))
+    if has_tasks(config.dataset):  # several tasks: a HydraNet or one network per task
+        from pipelines.training.hydra import run_hydra
+
+        return run_hydra(run_id, config, store, spec, size, artefacts, started, should_stop)
 
     # The data set, checked and split; its pixels decode on first use (if at all).
     dataset = _load_data(run_id, config, store, size, artefacts)

@@ -24,8 +24,16 @@ def check_experiment(config: ExperimentConfig) -> ExperimentConfig:
     from pipelines.backbones import check_cut
     from pipelines.backbones.spec import resolve
     from pipelines.data.sources import check_source
+    from pipelines.data.tasks import has_tasks
+    from pipelines.errors import UserError
 
     config.validate()
     check_cut(resolve(config.backbone), config.reuse_blocks)
     check_source(config.dataset)
+    if config.tasks and not has_tasks(config.dataset):
+        raise UserError(
+            f"tasks: {config.dataset} has one task (its class folders); tasks choose among "
+            "the tasks of a data set with several (a labels.csv folder, "
+            "chest_xray_pneumonia_tasks)"
+        )
     return config
