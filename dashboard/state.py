@@ -777,6 +777,7 @@ def imagenet_top5(backbone: str, image_bytes: bytes) -> list[dict[str, Any]]:
     return engine_top5(backbone, image_bytes)
 
 
+@presenter_only("upload")
 def decode(data: bytes, size: int, name: str = "that file") -> np.ndarray:
     """:func:`pipelines.training.predict.decode`: the file as a ``size`` x ``size`` uint8
     RGB array, or a UserError saying why not."""

@@ -321,3 +321,7 @@ def test_every_door_that_queues_or_stops_work_is_presenter_only():
         assert getattr(state, name).presenter_action, name
     for name in ("open_exercise", "close_exercise", "stop_group_run"):  # the exercise's
         assert getattr(state, name).presenter_action, name
+    # Doors of work outside the job manager, and an uploaded image for the heat maps.
+    for name in ("start_sweep", "stop_sweep", "start_lr_find", "stop_lr_find", "start_hydra"):
+        assert getattr(state, name).presenter_action, name
+    assert state.decode.presenter_action == "upload"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from dashboard import insight_figures, state
+from dashboard import insight_figures, roles, state
 from dashboard.i18n import t
 from dashboard.state import Run
 
@@ -74,9 +74,11 @@ def attention(run: Run, found: dict[str, dict]) -> None:
         key=f"insight.pick.{run.run_id}",
         help=t("insight.attention.pick_help"),
     )
-    upload = st.file_uploader(
-        t("insight.attention.upload"), key=f"insight.upload.{run.run_id}", help=t("try.help")
-    )
+    upload = None
+    if roles.is_presenter():  # an upload: the presenter's only
+        upload = st.file_uploader(
+            t("insight.attention.upload"), key=f"insight.upload.{run.run_id}", help=t("try.help")
+        )
     chosen: list[tuple[str, Any]] = [(name(i), images[i]["path"]) for i in picked]
     if upload is not None:
         chosen.append((upload.name, upload.getvalue()))
