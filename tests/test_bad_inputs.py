@@ -570,7 +570,7 @@ CASES = [
         None,
         near_far(datasets="{tiny},no_such_set"),
         "datasets: unknown data set 'no_such_set'; name one of horses_or_humans, "
-        "chest_xray_pneumonia, or a folder or .zip of images",
+        "chest_xray_pneumonia, chest_xray_pneumonia_tasks, or a folder or .zip of images",
     ),
     Case(
         "near-far-cut-beyond-the-blocks",
