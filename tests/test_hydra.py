@@ -143,6 +143,7 @@ def test_the_cli_reports_each_task_and_arm(shared_run, capsys, monkeypatch):
     store, run_id = shared_run
     monkeypatch.setenv("RUNS_DIR", str(store.root))
     monkeypatch.setattr("pipelines.runs.worker.run_worker", lambda rid, s: EXIT_COMPLETED)
+    monkeypatch.setattr(train, "_claimed_here", lambda store, rid: True)  # it has finished
     monkeypatch.setattr(RunStore, "create_run", lambda self, config: run_id)
     config = store.get_run(run_id).config
     args = SimpleNamespace(config=None, set=[f"dataset={config.dataset}", "image_size=32"])
