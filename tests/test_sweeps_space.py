@@ -158,8 +158,8 @@ BAD = [
     ),
     (
         "a trial the config refuses",
-        dict(params=("phase2.unfreeze_blocks=0:2",), sampler="grid"),
-        "phase2.unfreeze_blocks=0 is refused",
+        dict(params=("dropout=0.2,1.5",), sampler="grid"),
+        "the trial dropout=1.5 is refused",
     ),
     (
         "bad fixed key",
@@ -168,6 +168,16 @@ BAD = [
     ),
     ("negative seed", dict(params=("phase1.lr=1e-3,1e-2",), seed=-1), "seed: must be"),
 ]
+
+
+def test_depth_zero_of_a_freeze_depth_axis_is_feature_extraction_only():
+    """The issue's own example, ``phase2.unfreeze_blocks=0:6``: depth 0 skips phase 2."""
+    spec = SweepSpec(params=(parse_param("phase2.unfreeze_blocks=0:2"),), sampler="grid")
+    spec = spec.validate()
+    configs = [spec.config_for(point) for point in spec.grid_points()]
+    assert [c.phase2.unfreeze_blocks for c in configs] == [0, 1, 2]
+    assert configs[0].phase2.epochs == 0
+    assert configs[1].phase2.epochs == configs[2].phase2.epochs > 0
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])

@@ -263,7 +263,9 @@ class SweepSpec:
 
     def config_for(self, point: dict[str, Any]) -> ExperimentConfig:
         """The experiment config of one trial: the fixed part with ``point``'s values
-        (``{dotted key: value}``) set; :class:`UserError` if the config refuses it."""
+        (``{dotted key: value}``) set; :class:`UserError` if the config refuses it. A
+        point with ``phase2.unfreeze_blocks`` 0 trains no fine-tuning phase
+        (``phase2.epochs`` 0), so a depth axis can start at 0 as ``0:6``."""
         return _config_at(self.base_config(), point)
 
     def grid_points(self) -> Iterator[dict[str, Any]]:
@@ -433,6 +435,9 @@ def _config_at(base: ExperimentConfig, point: dict[str, Any]) -> ExperimentConfi
     config = ExperimentConfig.from_dict(base.to_dict())
     for key, value in point.items():
         config.set(key, value)
+    if point.get("phase2.unfreeze_blocks") == 0:
+        # Depth 0 of a freeze-depth axis is feature extraction only: no fine-tuning phase.
+        config.set("phase2.epochs", 0)
     try:
         return config.validate()
     except UserError as e:
