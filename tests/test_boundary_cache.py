@@ -31,7 +31,11 @@ def test_second_run_reads_the_boundary_from_disk_with_the_same_curves(
     extra = ("dropout=0", "arms=imagenet", "phase2.epochs=2", "phase2.lr=1e-3", "seed=3")
     first = store.create_run(tiny_config(tiny_data, *extra))
     assert run_worker(first, store) == EXIT_COMPLETED
-    assert "train 0/24, validation 0/8 from disk" in _events(store, first)
+    # Its feature pass kept the boundary on the way, so fine-tuning ran no bottom pass.
+    assert "the same pass kept the boundary activations for fine-tuning the top 2" in _events(
+        store, first
+    )
+    assert "train 24/24, validation 8/8 from disk" in _events(store, first)
     assert list((tmp_path / "features" / "boundary").rglob("*.npz"))
 
     clear_cache()  # as in a new process: nothing decoded in memory
@@ -49,6 +53,65 @@ def test_second_run_reads_the_boundary_from_disk_with_the_same_curves(
     )
     np.testing.assert_array_equal(a, b)  # float32 on disk: exactly the in-memory numbers
     np.testing.assert_allclose(b, c, rtol=1e-3, atol=1e-4)
+
+
+def test_a_fine_tuning_run_without_a_feature_pass_runs_the_bottom(
+    tiny_data, lite0_handle, store, monkeypatch, tmp_path
+):
+    from pipelines.runs.worker import EXIT_COMPLETED, run_worker
+
+    monkeypatch.setenv("FEATURE_CACHE_DIR", str(tmp_path / "features"))
+    run = store.create_run(tiny_config(tiny_data, "arms=imagenet", "phase1.epochs=0"))
+    assert run_worker(run, store) == EXIT_COMPLETED
+    assert "train 0/24, validation 0/8 from disk" in _events(store, run)
+    assert "kept the boundary" not in _events(store, run)
+
+
+def test_the_feature_pass_gives_the_same_numbers_as_the_separate_passes(
+    tiny_data, lite0_handle, monkeypatch, tmp_path
+):
+    """Features and boundaries from the one capturing pass equal the plain feature pass and
+    the bottom pass (the same blocks, variables and graph ops)."""
+    from pipelines.data import load_dataset
+    from pipelines.training.boundary_cache import boundary_cache
+
+    monkeypatch.setenv("FEATURE_CACHE_DIR", str(tmp_path / "features"))
+    config = tiny_config(tiny_data, "phase2.unfreeze_blocks=3")
+    data = load_dataset(tiny_data, image_size=32, seed=config.seed)
+    for name in ("imagenet", "random"):
+        arm = Arm(name, config, resolve("efficientnet_lite0"), 32, 2)
+        arm._prepare_features(data)
+        plain = arm.backbone_features(data.train_images)
+        np.testing.assert_allclose(arm._features["train"], plain, rtol=1e-5, atol=1e-6)
+        first = len(arm.backbone.blocks) - 3
+        bottom, _ = arm.backbone.split(first)
+        key = boundary_key(arm._feature_key(), first=first, unfreeze_blocks=3)
+        stored, missing = boundary_cache(key).get(data.train_digests)
+        assert missing == []
+        want = arm._run(bottom, data.train_images, scale=True)
+        np.testing.assert_allclose(stored, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_process_told_of_more_depths_keeps_them_too(
+    tiny_data, lite0_handle, store, monkeypatch, tmp_path
+):
+    """A sweep worker names its trials' depths (keep_depths): the first feature pass keeps
+    each boundary, so a later run at another depth runs no bottom pass either."""
+    from pipelines.runs.worker import EXIT_COMPLETED, run_worker
+    from pipelines.training import boundary_cache as bc
+
+    monkeypatch.setenv("FEATURE_CACHE_DIR", str(tmp_path / "features"))
+    monkeypatch.setattr(bc, "_extra_depths", frozenset())
+    bc.keep_depths([0, 1, 3, None])
+    assert bc.extra_depths() == {1, 3}
+    first = store.create_run(tiny_config(tiny_data, "arms=imagenet"))
+    assert run_worker(first, store) == EXIT_COMPLETED
+    assert "fine-tuning the top 1, 2, 3 block(s)" in _events(store, first)
+    deeper = store.create_run(
+        tiny_config(tiny_data, "arms=imagenet", "phase1.epochs=0", "phase2.unfreeze_blocks=3")
+    )
+    assert run_worker(deeper, store) == EXIT_COMPLETED
+    assert "train 24/24, validation 8/8 from disk" in _events(store, deeper)
 
 
 def test_another_depth_misses(tiny_data, lite0_handle, store, monkeypatch, tmp_path):

@@ -114,7 +114,12 @@ def load_layer(
     import numpy as np
     import tensorflow as tf
 
-    from pipelines.backbones.random_init import reinitialise
+    from pipelines.backbones.keras_backbone import (
+        mark_warm_size_checked,
+        warm_random_values,
+        warm_size_checked,
+    )
+    from pipelines.backbones.random_init import assign_values, random_values, reinitialise
 
     spec = _as_spec(backbone)
     if weights not in WEIGHTS:
@@ -138,20 +143,27 @@ def load_layer(
             raise UserError(f"could not load backbone {spec.id!r} as a SavedModel: {e}") from e
     layer.set_unfreeze_blocks(unfreeze_blocks)
     size = image_size or spec.input_size
-    try:
-        out = layer(np.zeros((1, size, size, 3), np.float32))
-    except Exception as e:  # noqa: BLE001 - any failure here means "not usable as given"
-        raise UserError(
-            f"backbone {spec.id!r} can't take a {size}x{size} RGB image "
-            f"({call_failure(e)}). Give an image feature-vector model, or another image size"
-        ) from e
-    if len(out.shape) != 2:
-        raise UserError(
-            f"backbone {spec.id!r} returns shape {tuple(out.shape)}, not a feature vector "
-            "[batch, features]; give an image feature-vector model"
-        )
+    if not warm_size_checked(layer, size):  # a warm process's kept blocks took it before
+        try:
+            out = layer(np.zeros((1, size, size, 3), np.float32))
+        except Exception as e:  # noqa: BLE001 - any failure here means "not usable as given"
+            raise UserError(
+                f"backbone {spec.id!r} can't take a {size}x{size} RGB image "
+                f"({call_failure(e)}). Give an image feature-vector model, or another image size"
+            ) from e
+        if len(out.shape) != 2:
+            raise UserError(
+                f"backbone {spec.id!r} returns shape {tuple(out.shape)}, not a feature vector "
+                "[batch, features]; give an image feature-vector model"
+            )
+        mark_warm_size_checked(layer, size)
     if weights == "random":
-        reinitialise(layer.module_variables, seed)
+        variables = list(layer.module_variables)
+        values = warm_random_values(layer, seed, lambda: random_values(variables, seed)[0])
+        if values is None:
+            reinitialise(variables, seed)
+        else:  # a warm process draws each seed's values once
+            assign_values(variables, values)
     return layer
 
 

@@ -16,7 +16,7 @@ first. :func:`release_warm` (between runs) makes every kept set lendable again. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tf_keras as keras
@@ -35,11 +35,20 @@ class KerasBackbone(keras.layers.Layer):
     """A :class:`.contract.Backbone` that can split (``can_split``) at any block boundary."""
 
     can_split = True
+    _kept = None  # the warm kept set it was lent from (see keep_warm), if any
 
-    def __init__(self, block_models: list[keras.Model], *, bn_training: bool = False, **kwargs):
+    def __init__(
+        self,
+        block_models: list[keras.Model],
+        *,
+        bn_training: bool = False,
+        chains: ChainCache | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.block_models = block_models
-        self.chain = lite.chain(block_models, name="feature_vector")
+        self._chains = chains or ChainCache()
+        self.chain = self._chain(0, len(block_models), pool=True, name="feature_vector")
         self.bn_training = bn_training
         self.blocks = [Block(b.name, [v.name for v in b.variables]) for b in block_models]
         count_params(self.blocks, self.chain.variables)
@@ -72,16 +81,40 @@ class KerasBackbone(keras.layers.Layer):
         kept = check_reuse_blocks(len(self.block_models), reuse_blocks)
         if kept == len(self.block_models):
             return self
-        return KerasBackbone(self.block_models[:kept], bn_training=self.bn_training, name=self.name)
+        cut = KerasBackbone(
+            self.block_models[:kept],
+            bn_training=self.bn_training,
+            chains=self._chains,
+            name=self.name,
+        )
+        cut._kept = self._kept
+        return cut
 
     def split(self, first_trainable: int) -> tuple[keras.Model, keras.Model]:
         """``(bottom, top)``: blocks before ``first_trainable`` (feature maps out) and the
         rest with pooling. They share this backbone's variables."""
-        if not 0 < first_trainable < len(self.block_models):
-            raise ValueError(f"cannot split {len(self.block_models)} blocks at {first_trainable}")
-        bottom = lite.chain(self.block_models[:first_trainable], pool=False, name="bottom")
-        top = lite.chain(self.block_models[first_trainable:], pool=True, name="top")
-        return bottom, top
+        n = len(self.block_models)
+        if not 0 < first_trainable < n:
+            raise ValueError(f"cannot split {n} blocks at {first_trainable}")
+        bottom = self._chain(0, first_trainable, pool=False, name="bottom")
+        return bottom, self._chain(first_trainable, n, pool=True, name="top")
+
+    def _chain(self, first: int, last: int, *, pool: bool, name: str) -> keras.Model:
+        models = self._chains.models
+        key = (first, last, pool, name)
+        if key not in models:
+            models[key] = lite.chain(self.block_models[first:last], pool=pool, name=name)
+        return models[key]
+
+
+class ChainCache:
+    """Models chained from one set of blocks, by (first, last, pool, name): building one
+    costs about a second, so a backbone, its cuts and splits, and (in a warm process) every
+    backbone lent from the same kept set share them. A plain object, not a dict, so Keras
+    does not track the models as the backbone's sublayers."""
+
+    def __init__(self) -> None:
+        self.models: dict[tuple, keras.Model] = {}
 
 
 @dataclass
@@ -89,6 +122,9 @@ class _Kept:
     blocks: list[keras.Model]
     weights: list[list[np.ndarray]]  # per block, as loaded (ImageNet)
     lent: bool = True
+    chains: ChainCache = field(default_factory=ChainCache)
+    random: dict = field(default_factory=dict)  # (seed, variables) -> random values, drawn once
+    checked_sizes: set = field(default_factory=set)  # image sizes a probe call accepted
 
 
 _kept: dict[str, list[_Kept]] | None = None  # package -> built block sets; None: not warm
@@ -115,11 +151,47 @@ def load_keras_backbone(package: str, *, bn_training: bool = False) -> KerasBack
                 for block, weights in zip(kept.blocks, kept.weights, strict=True):
                     block.set_weights(weights)
                 kept.lent = True
-                return KerasBackbone(kept.blocks, bn_training=bn_training, name="backbone")
+                return _lend(kept, bn_training)
     blocks = _build(package)
-    if _kept is not None:
-        _kept.setdefault(package, []).append(_Kept(blocks, [b.get_weights() for b in blocks]))
-    return KerasBackbone(blocks, bn_training=bn_training, name="backbone")
+    if _kept is None:
+        return KerasBackbone(blocks, bn_training=bn_training, name="backbone")
+    kept = _Kept(blocks, [b.get_weights() for b in blocks])
+    _kept.setdefault(package, []).append(kept)
+    return _lend(kept, bn_training)
+
+
+def _lend(kept: _Kept, bn_training: bool) -> KerasBackbone:
+    backbone = KerasBackbone(
+        kept.blocks, bn_training=bn_training, chains=kept.chains, name="backbone"
+    )
+    backbone._kept = kept
+    return backbone
+
+
+def warm_size_checked(backbone, image_size: int) -> bool:
+    """Whether ``backbone`` comes from a kept set whose blocks already took an
+    ``image_size`` image (:func:`mark_warm_size_checked`): a warm process checks once."""
+    kept = getattr(backbone, "_kept", None)
+    return kept is not None and image_size in kept.checked_sizes
+
+
+def mark_warm_size_checked(backbone, image_size: int) -> None:
+    """Record that ``backbone``'s kept blocks took an ``image_size`` image."""
+    kept = getattr(backbone, "_kept", None)
+    if kept is not None:
+        kept.checked_sizes.add(image_size)
+
+
+def warm_random_values(backbone, seed: int, draw) -> list | None:
+    """The seeded random values of ``backbone``'s variables, drawn once per seed and
+    variable count by ``draw()`` and kept with its kept set; None outside a warm process."""
+    kept = getattr(backbone, "_kept", None)
+    if kept is None:
+        return None
+    key = (seed, len(backbone.module_variables))
+    if key not in kept.random:
+        kept.random[key] = draw()
+    return kept.random[key]
 
 
 def _build(package: str) -> list[keras.Model]:

@@ -63,18 +63,35 @@ def draw(role: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return None
 
 
-def reinitialise(variables: Iterable, seed: int) -> Counter:
-    """Assign random values to TF ``variables`` in place; return how many got each role."""
+def random_values(variables: Iterable, seed: int) -> tuple[list[np.ndarray | None], Counter]:
+    """The values :func:`reinitialise` gives ``variables`` (None: left alone) and how many
+    got each role, without assigning them."""
     rng = np.random.default_rng(seed)
     roles: Counter = Counter()
+    values: list[np.ndarray | None] = []
     for v in variables:
         if not v.dtype.is_floating:
             roles["keep"] += 1
+            values.append(None)
             continue
         shape = tuple(int(d) for d in v.shape)
         role = role_of(v.name, shape)
         value = draw(role, shape, rng)
         roles[role] += 1
+        values.append(None if value is None else value.astype(v.dtype.as_numpy_dtype))
+    return values, roles
+
+
+def assign_values(variables: Iterable, values: list[np.ndarray | None]) -> None:
+    """Assign :func:`random_values`' ``values`` to ``variables`` (None: left alone)."""
+    for v, value in zip(variables, values, strict=True):
         if value is not None:
-            v.assign(value.astype(v.dtype.as_numpy_dtype))
+            v.assign(value)
+
+
+def reinitialise(variables: Iterable, seed: int) -> Counter:
+    """Assign random values to TF ``variables`` in place; return how many got each role."""
+    variables = list(variables)
+    values, roles = random_values(variables, seed)
+    assign_values(variables, values)
     return roles

@@ -255,6 +255,14 @@ class SweepSpec:
 
     # --- configs ----------------------------------------------------------------------------
 
+    def fine_tuning_depths(self) -> set[int]:
+        """Every ``phase2.unfreeze_blocks`` a trial may fine-tune at (the axis' values, or
+        the fixed config's; every block, ``None``, is left out), so a worker's feature pass
+        can keep those boundaries (:func:`pipelines.training.boundary_cache.keep_depths`)."""
+        axis = next((p for p in self.params if p.key == "phase2.unfreeze_blocks"), None)
+        values = axis.values() if axis else [self.base_config().phase2.unfreeze_blocks]
+        return {int(v) for v in values if v is not None and int(v) > 0}
+
     def base_config(self) -> ExperimentConfig:
         """The fixed part as a validated config (:class:`UserError` naming a bad key)."""
         if not isinstance(self.fixed, dict):

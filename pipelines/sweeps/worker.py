@@ -48,12 +48,14 @@ def work(
     from pipelines.runs.jobs import max_running_from_env
     from pipelines.runs.pool import _between_runs, _warm_up
     from pipelines.sweeps.trial import run_trial
+    from pipelines.training.boundary_cache import keep_depths
 
     store = store or RunStore()
     limit = max_running or max_running_from_env()
     study = load_study(sweep_id, storage)
     spec = study_spec(study)
     _warm_up()
+    keep_depths(spec.fine_tuning_depths())  # the first feature pass stores every boundary
     leaving = threading.Event()
     done = 0
     _say(f"sweep worker {os.getpid()} joins {sweep_id}")

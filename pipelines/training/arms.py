@@ -41,7 +41,12 @@ from pipelines.backbones.blocks import ALL_BLOCKS
 from pipelines.backbones.contract import Backbone
 from pipelines.backbones.pixels import scale_pixels
 from pipelines.backbones.spec import BackboneSpec
-from pipelines.training.boundary_cache import boundary_activations, boundary_key
+from pipelines.training.boundary_cache import (
+    boundary_activations,
+    boundary_cache,
+    boundary_key,
+    extra_depths,
+)
 from pipelines.training.config import ExperimentConfig
 from pipelines.training.feature_cache import FeatureCache, cache_key
 
@@ -110,6 +115,8 @@ class Arm:
     _net: keras.Model | None = None
     _step: object = None
     _predict_fns: dict = field(default_factory=dict)
+    _depths_by_first: dict = field(default_factory=dict)  # boundaries a feature pass keeps
+    _capture: tuple | None = None  # (firsts, net) of the feature pass that keeps them
     trained_backbone: bool = False
     should_stop: Callable[[], bool] = field(default=_never, repr=False)  # asked every batch
 
@@ -219,7 +226,7 @@ class Arm:
             self._inputs = dict(self._features)
             return "head trains on the backbone features"
         cache = FeatureCache(self._feature_key())
-        notes = []
+        notes, kept = [], set()
         for split, digests in (
             ("train", dataset.train_digests),
             ("validation", dataset.val_digests),
@@ -228,13 +235,92 @@ class Arm:
             if features is None:
                 self._check_stop()  # before decoding the images
                 images = dataset.train_images if split == "train" else dataset.val_images
-                computed = self.backbone_features(images[missing])
-                cache.put([digests[i] for i in missing], computed)
+                todo = [digests[i] for i in missing]
+                computed = self._feature_pass(images[missing], todo, dataset, kept)
+                cache.put(todo, computed)
                 features, _ = cache.get(digests)
             notes.append(f"{split} {len(digests) - len(missing)}/{len(digests)} cached")
             self._features[split] = features
         self._inputs = dict(self._features)
-        return "feature cache: " + ", ".join(notes) + "; the head trains on cached features"
+        note = "feature cache: " + ", ".join(notes) + "; the head trains on cached features"
+        if kept:
+            depths = ", ".join(str(d) for d in sorted(kept))
+            note += (
+                f"; the same pass kept the boundary activations for fine-tuning the top "
+                f"{depths} block(s)"
+            )
+        return note
+
+    def _feature_pass(self, images, digests: list[str], dataset, kept: set[int]) -> np.ndarray:
+        """Features of ``images`` (their file digests ``digests``). Where this run (or the
+        process, :func:`pipelines.training.boundary_cache.keep_depths`) will fine-tune at a
+        depth whose boundary activations are not stored yet, the same forward pass also
+        stores them (the bottom's output is on the way to the features), so fine-tuning
+        later runs no bottom pass; ``kept`` collects those depths."""
+        boundaries = self._boundaries_to_keep(dataset)
+        if not boundaries:
+            return self.backbone_features(images)
+        start = time.perf_counter()
+        net = self._capture_net(tuple(sorted(boundaries)))
+        features, *acts = self._run(net, images, scale=True)
+        for first, out in zip(sorted(boundaries), acts, strict=True):
+            boundary_cache(boundaries[first]).put(digests, out)
+        kept.update(self._depths_by_first.values())
+        self.compute_s += time.perf_counter() - start
+        return features
+
+    def _boundaries_to_keep(self, dataset) -> dict[int, str]:
+        """``{first trainable block: boundary cache key}`` of the fine-tuning depths whose
+        activations a feature pass should store as well: this run's phase-2 depth and the
+        process's extra depths, where the boundary cache would be used (a splittable
+        built-in, frozen BatchNorm, no augmentation), fits ``BOUNDARY_MAX_BYTES`` (all of
+        them together) and is not stored already for every image."""
+        if self.config.augment or self.scratch:
+            return {}
+        depths = set(extra_depths())
+        fine_tuning = [p for p in self.plans() if p.name == "fine_tuning" and not p.frozen]
+        depths.update(p.unfreeze_blocks for p in fine_tuning if p.unfreeze_blocks is not None)
+        if not depths:
+            return {}
+        backbone = self.ensure_backbone()
+        if not backbone.can_split:
+            return {}
+        images = len(dataset.train_labels) + len(dataset.val_labels)
+        digests = [*dataset.train_digests, *dataset.val_digests]
+        out, total = {}, 0
+        self._depths_by_first = {}
+        for depth in sorted(depths):  # the shallowest (smallest) first, until the cap
+            first = len(backbone.blocks) - depth
+            if not 0 < first < len(backbone.blocks):
+                continue
+            shape = backbone.split(first)[0].compute_output_shape(
+                (1, self.image_size, self.image_size, 3)
+            )
+            total += int(np.prod(shape[1:])) * 4 * images
+            if total > BOUNDARY_MAX_BYTES:
+                break
+            key = boundary_key(self._feature_key(), first=first, unfreeze_blocks=depth)
+            if boundary_cache(key).get(digests)[0] is None:
+                out[first] = key
+                self._depths_by_first[first] = depth
+        return out
+
+    def _capture_net(self, firsts: tuple[int, ...]) -> keras.Model:
+        """The backbone as one model with outputs ``[features, activations below block
+        firsts[0], ...]`` (the same blocks and variables as the backbone)."""
+        if self._capture is not None and self._capture[0] == firsts:
+            return self._capture[1]  # one net (one traced graph) for both splits
+        blocks = self.backbone.block_models
+        x = inputs = keras.Input((None, None, 3), name="images")
+        taps = {}
+        for i, block in enumerate(blocks):
+            if i in firsts:
+                taps[i] = x
+            x = block(x)
+        pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        net = keras.Model(inputs, [pooled, *(taps[f] for f in firsts)], name="capture")
+        self._capture = (firsts, net)
+        return net
 
     def _prepare_boundary(self, plan: PhasePlan, dataset) -> str:
         backbone = self.ensure_backbone()
@@ -336,7 +422,8 @@ class Arm:
 
     def _run(self, net, arrays: np.ndarray, *, scale: bool) -> np.ndarray:
         """``net`` in inference mode over ``arrays`` in batches, as one traced graph (an
-        eager Keras call runs layer by layer, several times slower). Raises
+        eager Keras call runs layer by layer, several times slower); a list of arrays for a
+        net with several outputs. Raises
         :class:`StopRequested` before a batch once ``should_stop()`` says so."""
         fn = self._predict_fns.get(id(net))
         if fn is None:
@@ -348,8 +435,12 @@ class Arm:
             self._check_stop()
             x = arrays[i : i + PREDICT_BATCH]
             x = scale_pixels(x, self.spec.scaling) if scale else tf.constant(x)
-            outs.append(fn(x).numpy())
-        return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+            outs.append(fn(x))
+        if not outs:
+            return np.zeros((0,), np.float32)
+        if isinstance(outs[0], (list, tuple)):  # a net with several outputs: one array each
+            return [np.concatenate([o[k].numpy() for o in outs]) for k in range(len(outs[0]))]
+        return np.concatenate([o.numpy() for o in outs])
 
     def _check_stop(self) -> None:
         if self.should_stop():

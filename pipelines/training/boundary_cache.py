@@ -10,6 +10,11 @@ So the activations are stored per image (file content digest) under that key plu
 boundary, like the features, and a second fine-tuning run at the same depth on any subset of
 the same images starts at once: no decoding, no bottom pass.
 
+A feature pass computes the bottom's output on its way to the features, so when a run will
+fine-tune later (or the process was told of more depths, :func:`keep_depths`: a sweep worker
+names the depths its sweep will try), the arm's feature pass stores those boundaries too
+(:meth:`pipelines.training.arms.Arm._feature_pass`) and fine-tuning runs no bottom pass.
+
 Stored as float32 (the same numbers the full pass sees, so the curves are the same as the
 in-memory boundary and the full forward pass): at 224 px on EfficientNet-Lite0 with the top 2
 blocks trained, 36.8 KB per image (7 x 7 x 192), 46 MB for Horses or Humans' 1283 images.
@@ -31,6 +36,21 @@ from pipelines import settings
 from pipelines.training.feature_cache import FeatureCache
 
 BOUNDARY_VERSION = 1
+
+_extra_depths: frozenset[int] = frozenset()  # what keep_depths said, for this process
+
+
+def keep_depths(depths) -> None:
+    """Fine-tuning depths (``unfreeze_blocks``) whose boundary activations every feature
+    pass of this process should store as well, besides its own run's depth (a sweep
+    worker's: the depths its trials will fine-tune at). Empty: only the run's own."""
+    global _extra_depths
+    _extra_depths = frozenset(int(d) for d in depths if d is not None and int(d) > 0)
+
+
+def extra_depths() -> frozenset[int]:
+    """The depths :func:`keep_depths` set (empty unless a sweep worker set them)."""
+    return _extra_depths
 
 
 def boundary_key(feature_key: str, *, first: int, unfreeze_blocks: int) -> str:

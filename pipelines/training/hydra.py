@@ -38,7 +38,7 @@ import tf_keras as keras
 from pipelines import data as data_mod
 from pipelines.data.pipeline import epoch_order, image_batch
 from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
-from pipelines.training.arms import PREDICT_BATCH, Arm, PhasePlan, StopRequested, _optimizer
+from pipelines.training.arms import Arm, PhasePlan, StopRequested, _optimizer
 from pipelines.training.config import ExperimentConfig, validate_against
 
 BATCH_LOG_EVERY_S = 0.5
@@ -157,31 +157,11 @@ class HydraArm(Arm):
         return out
 
     def _run(self, net, arrays: np.ndarray, *, scale: bool):
-        """As :meth:`Arm._run`, for nets with one output per task (a list of arrays), and
-        counting the images that pass through backbone blocks."""
+        """As :meth:`Arm._run` (a list of arrays for the heads' outputs), counting the
+        images that pass through backbone blocks."""
         if net is not self.head:
             self.forward_images += len(arrays)
-        fn = self._predict_fns.get(id(net))
-        if fn is None:
-            fn = self._predict_fns[id(net)] = tf.function(
-                lambda x: net(x, training=False), reduce_retracing=True
-            )
-        outs = []
-        for i in range(0, len(arrays), PREDICT_BATCH):
-            self._check_stop()
-            x = arrays[i : i + PREDICT_BATCH]
-            x = self._scaled(x) if scale else tf.constant(x)
-            outs.append(fn(x))
-        if not outs:
-            return np.zeros((0,), np.float32)
-        if isinstance(outs[0], (list, tuple)):
-            return [np.concatenate([o[k].numpy() for o in outs]) for k in range(len(outs[0]))]
-        return np.concatenate([o.numpy() for o in outs])
-
-    def _scaled(self, x):
-        from pipelines.backbones.pixels import scale_pixels
-
-        return scale_pixels(x, self.spec.scaling)
+        return super()._run(net, arrays, scale=scale)
 
     def parameters(self) -> int:
         """Parameters of the whole network (backbone, loaded if it was not, and heads)."""
