@@ -46,14 +46,14 @@ def work(
     from optuna.trial import TrialState
 
     from pipelines.runs.jobs import max_running_from_env
-    from pipelines.runs.pool import _between_runs, _warm_up
+    from pipelines.runs.pool import between_runs, warm_up
     from pipelines.sweeps.trial import run_trial
 
     store = store or RunStore()
     limit = max_running or max_running_from_env()
     study = load_study(sweep_id, storage)
     spec = study_spec(study)
-    _warm_up()
+    warm_up()
     leaving = threading.Event()
     done = 0
     _say(f"sweep worker {os.getpid()} joins {sweep_id}")
@@ -73,7 +73,7 @@ def work(
                 continue
             _say(f"trial {trial.number} starts")
             state = run_trial(study, trial, spec, store, limit, sweep_id)
-            _between_runs()
+            between_runs()
             done += 1
             _say(f"trial {trial.number}: {state}")
             if signals.signalled():
