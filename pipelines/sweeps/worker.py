@@ -77,13 +77,19 @@ def work(
             done += 1
             _say(f"trial {trial.number}: {state}")
             if signals.signalled():
-                if state == "FAIL" and not load_study(sweep_id, storage).user_attrs.get("stopped"):
-                    requeue(study, study._storage.get_trial(trial._trial_id))
+                ended = study._storage.get_trial(trial._trial_id)
+                again = not ended.user_attrs.get("stopped_by_user")  # a user skipped it
+                if state == "FAIL" and again and not _sweep_stopped(sweep_id, storage):
+                    requeue(study, ended)
                 _say("leaving on a signal; its trial was stopped and waits for another worker")
                 break
             study = load_study(sweep_id, storage)
     _say(f"sweep worker {os.getpid()} leaves after {done} trial(s)")
     return done
+
+
+def _sweep_stopped(sweep_id: str, storage: str | None) -> bool:
+    return bool(load_study(sweep_id, storage).user_attrs.get("stopped"))
 
 
 def _say(message: str) -> None:
