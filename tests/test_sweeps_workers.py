@@ -193,7 +193,7 @@ def test_stop_ends_the_sweep_and_stops_its_running_trial(sweep_env, monkeypatch)
     trials = sweep_trials(sweep_id)
     assert RunStore().get_run(running["run_id"]).status == "stopped"
     assert {t["state"] for t in trials} == {"FAIL"}
-    assert sum(t["error"] == "the sweep was stopped" for t in trials) == 3
+    assert all(t["error"] == "the sweep was stopped" for t in trials)  # running or waiting
 
 
 STUBBORN = "tests.sweep_workload:stubborn_workload"

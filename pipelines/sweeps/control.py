@@ -33,6 +33,7 @@ from pipelines.errors import UserError
 from pipelines.sweeps.space import SweepSpec
 from pipelines.sweeps.study import (
     STORAGE_ENV,
+    SWEEP_STOPPED,
     create_study,
     load_study,
     open_storage,
@@ -175,8 +176,8 @@ def best_trial(sweep_id: str, storage: str | None = None) -> dict[str, Any] | No
 def stop_sweep(sweep_id: str, storage: str | None = None) -> None:
     """Stop the sweep: no new trial starts, and each running trial's run stops like a run's
     Stop (its worker sees the request within 2 s, on any machine); waiting trials are
-    failed with "the sweep was stopped". Runs of this machine's store are also asked
-    directly."""
+    failed with "the sweep was stopped" (and so are the running ones once stopped). Runs
+    of this machine's store are also asked directly."""
     from optuna.trial import TrialState
 
     from pipelines.runs import lifecycle
@@ -189,7 +190,7 @@ def stop_sweep(sweep_id: str, storage: str | None = None) -> None:
     st = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            st.set_trial_user_attr(t._trial_id, "error", "the sweep was stopped")
+            st.set_trial_user_attr(t._trial_id, "error", SWEEP_STOPPED)
             st.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except Exception:  # noqa: BLE001 - a worker took it meanwhile: it sees "stopped"
             continue

@@ -62,6 +62,7 @@ STALE_AFTER_S = 120.0  # a remote worker silent this long has died
 BEAT_S = 10.0  # how often a worker records that its trial is alive
 STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
 STOPPED_BY_USER = "stopped from its run: this configuration is skipped, not run again"
+SWEEP_STOPPED = "the sweep was stopped"
 
 _storages: dict[str, Any] = {}
 

@@ -36,7 +36,7 @@ from pipelines.errors import UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 from pipelines.sweeps.space import Param, SweepSpec, point_text
-from pipelines.sweeps.study import STOPPED_BY_USER
+from pipelines.sweeps.study import STOPPED_BY_USER, SWEEP_STOPPED
 
 if TYPE_CHECKING:
     import optuna
@@ -157,9 +157,12 @@ def run_trial(
     trial.set_user_attr("curves", reporter.curves)
     if run.error:
         trial.set_user_attr("error", run.error)
-    if run.status == "stopped" and run.stop_requested and not _sweep_stopped(study):
-        trial.set_user_attr("stopped_by_user", True)
-        trial.set_user_attr("error", STOPPED_BY_USER)
+    if run.status == "stopped" and run.stop_requested:
+        if _sweep_stopped(study):
+            trial.set_user_attr("error", SWEEP_STOPPED)
+        else:  # its run's own Stop (Runs page, run view): a user skipped this configuration
+            trial.set_user_attr("stopped_by_user", True)
+            trial.set_user_attr("error", STOPPED_BY_USER)
     if run.status == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
         return "PRUNED"
