@@ -306,32 +306,33 @@ def test_stop_ends_the_sweep_and_its_trials_show_why(sweep_page, monkeypatch):
     assert "the sweep was stopped" in set(table["error"])
 
 
-def _running(sweep_id: str) -> dict:
-    from pipelines.sweeps import sweep_trials
+def _two_trials_one_running(epochs: int) -> tuple[str, dict]:
+    """A sweep of two trials (phase1.lr 1e-3, 1e-2) on one worker, once one of them runs:
+    ``(sweep_id, the running trial)``."""
+    from pipelines.sweeps import SweepSpec, parse_param, start_sweep, sweep_trials
 
+    spec = SweepSpec(
+        params=(parse_param("phase1.lr=1e-3,1e-2"),),
+        fixed={"phase1.epochs": epochs, "phase2.epochs": 0, "batch_size": 8},
+        sampler="grid",
+        pruner="none",
+    )
+    sweep_id = start_sweep(spec, workers=1)
     deadline = time.monotonic() + 60
     while True:
         running = [t for t in sweep_trials(sweep_id) if t["state"] == "RUNNING" and t["run_id"]]
         if running:
-            return running[0]
+            return sweep_id, running[0]
         assert time.monotonic() < deadline, sweep_trials(sweep_id)
         time.sleep(0.2)
 
 
 def test_force_stop_is_offered_once_stop_has_not_taken_effect(sweep_page, monkeypatch):
-    from dashboard.components.sweep_live import FORCE_STOP_AFTER_S
-    from pipelines.sweeps import SweepSpec, parse_param, start_sweep
+    from dashboard.components.live import FORCE_STOP_AFTER_S
 
     monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", "tests.sweep_workload:stubborn_workload")
     monkeypatch.setenv(EPOCH_S_ENV, "0.5")  # 40 epochs, deaf to Stop: only a kill ends it
-    spec = SweepSpec(
-        params=(parse_param("phase1.lr=1e-3,1e-2"),),
-        fixed={"phase1.epochs": 40, "phase2.epochs": 0, "batch_size": 8},
-        sampler="grid",
-        pruner="none",
-    )
-    sweep_id = start_sweep(spec, workers=1)
-    victim = _running(sweep_id)
+    sweep_id, victim = _two_trials_one_running(epochs=40)
     at = sweep_page(current_sweep=sweep_id, sweep_view="live")
     assert not at.button(key=f"sweep.stop.{sweep_id}").disabled
     at.button(key=f"sweep.stop.{sweep_id}").click()
@@ -361,17 +362,9 @@ def test_force_stop_is_offered_once_stop_has_not_taken_effect(sweep_page, monkey
 def test_a_trial_stopped_from_its_run_shows_as_stopped(sweep_page, monkeypatch):
     from pipelines.runs import lifecycle
     from pipelines.runs.store import RunStore
-    from pipelines.sweeps import SweepSpec, parse_param, start_sweep
 
     monkeypatch.setenv(EPOCH_S_ENV, "0.3")
-    spec = SweepSpec(
-        params=(parse_param("phase1.lr=1e-3,1e-2"),),
-        fixed={"phase1.epochs": 6, "phase2.epochs": 0, "batch_size": 8},
-        sampler="grid",
-        pruner="none",
-    )
-    sweep_id = start_sweep(spec, workers=1)
-    victim = _running(sweep_id)
+    sweep_id, victim = _two_trials_one_running(epochs=6)
     lifecycle.request_stop(RunStore(), victim["run_id"])  # the Runs page's Stop
     wait_for_sweep(sweep_id)
     at = sweep_page(current_sweep=sweep_id, sweep_view="live")

@@ -199,18 +199,23 @@ def test_stop_ends_the_sweep_and_stops_its_running_trial(sweep_env, monkeypatch)
 STUBBORN = "tests.sweep_workload:stubborn_workload"
 
 
-def running_trial(sweep_id: str) -> dict | None:
-    return next(
-        (t for t in sweep_trials(sweep_id) if t["state"] == "RUNNING" and t["run_id"]), None
-    )
+def started_with_a_running_trial(data: str, epochs: int, workers: int):
+    """A 4-point grid (phase1.lr x batch_size, no pruning) once a trial runs: ``(spec,
+    sweep_id, the running trial)``."""
+    spec = grid(data, "1e-3,1e-2", pruner="none", fixed={"phase1.epochs": epochs})
+    sweep_id = start_sweep(spec, workers=workers)
+
+    def running() -> dict | None:
+        trials = sweep_trials(sweep_id)
+        return next((t for t in trials if t["state"] == "RUNNING" and t["run_id"]), None)
+
+    return spec, sweep_id, wait_until(running, what="a running trial")
 
 
 def test_force_stop_kills_a_worker_that_ignores_stop_and_keeps_its_rows(sweep_env, monkeypatch):
     monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", STUBBORN)
     monkeypatch.setenv(EPOCH_S_ENV, "0.5")
-    spec = grid(sweep_env, "1e-3,1e-2", pruner="none", fixed={"phase1.epochs": 40})
-    sweep_id = start_sweep(spec, workers=1)
-    victim = wait_until(lambda: running_trial(sweep_id), what="a running trial")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 40, 1)
     store = RunStore()
     run = store.get_run(victim["run_id"])
     stop_sweep(sweep_id)
@@ -254,9 +259,7 @@ def test_a_trial_stopped_from_its_run_is_skipped_not_failed_and_not_rerun(
     from pipelines.commands.sweeps import run_show
 
     monkeypatch.setenv(EPOCH_S_ENV, "0.5")
-    spec = grid(sweep_env, "1e-3,1e-2", pruner="none", fixed={"phase1.epochs": 6})
-    sweep_id = start_sweep(spec, workers=1)
-    victim = wait_until(lambda: running_trial(sweep_id), what="a running trial")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 6, 1)
     store = RunStore()
     lifecycle.request_stop(store, victim["run_id"])  # the Runs page's Stop (state.request_stop)
     assert wait_for(sweep_id) == "finished"  # the sweep went on without it
@@ -277,9 +280,7 @@ def test_a_trial_stopped_from_its_run_is_skipped_not_failed_and_not_rerun(
 def test_a_trial_force_stopped_from_its_run_is_skipped_too(sweep_env, monkeypatch):
     monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", STUBBORN)
     monkeypatch.setenv(EPOCH_S_ENV, "0.3")
-    spec = grid(sweep_env, "1e-3,1e-2", pruner="none", fixed={"phase1.epochs": 3})
-    sweep_id = start_sweep(spec, workers=2)
-    victim = wait_until(lambda: running_trial(sweep_id), what="a running trial")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 3, 2)
     store = RunStore()
     pid = store.get_run(victim["run_id"]).worker_pid
     JobManager(store).kill(victim["run_id"])  # the run view's Force stop: its worker dies

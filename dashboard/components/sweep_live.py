@@ -1,9 +1,10 @@
 """The Sweep page's live view: one sweep's trials as a map, their history and curves, and a
 table of trials with links to their runs; Stop, Open run, Load into Setup.
 
-Stop asks the running trials to stop after their current batch; if they are still running
-``FORCE_STOP_AFTER_S`` later (the run view's delay), the presenter is offered Force stop,
-which kills this machine's workers of the sweep (:func:`dashboard.state.force_stop_sweep`).
+Stop asks the running trials to stop after their current batch; if they still run
+``FORCE_STOP_AFTER_S`` later, the presenter is offered Force stop (the run view's button and
+delay), which kills this machine's workers of the sweep
+(:func:`dashboard.state.force_stop_sweep`).
 A trial stopped from its own run (Runs page) was skipped by a user: it shows as *stopped*,
 not *failed*.
 
@@ -33,7 +34,7 @@ import streamlit as st
 from dashboard import form, roles, state
 from dashboard import sweep_figures as figures
 from dashboard import sweep_form as sweeps
-from dashboard.components.live import FORCE_STOP_AFTER_S
+from dashboard.components.live import force_stop_button
 from dashboard.i18n import lang, t
 
 REFRESH_S = 1.0
@@ -161,7 +162,7 @@ def _header(snap: Snapshot) -> None:
 
 
 def _stop_controls(info: dict[str, Any], status: str) -> None:
-    """Stop while it runs; once stopping, Force stop after ``FORCE_STOP_AFTER_S`` (counted
+    """Stop while it runs; once stopping, Force stop after the run view's delay (counted
     from this session's click, else from the Stop the study recorded). Presenter only."""
     sweep_id = info["sweep_id"]
     if status == "running" and roles.is_presenter():
@@ -178,16 +179,9 @@ def _stop_controls(info: dict[str, Any], status: str) -> None:
         return
     st.caption(t("sweep.stopping"))
     asked = st.session_state.get(f"sweep.stop_asked.{sweep_id}") or info.get("stopped_at") or 0
-    if roles.is_presenter() and time.time() - asked > FORCE_STOP_AFTER_S:
-        st.button(
-            t("run.kill"),
-            key=f"sweep.kill.{sweep_id}",
-            icon=":material/dangerous:",
-            width="stretch",
-            on_click=_force_stop,
-            args=(sweep_id,),
-            help=t("sweep.kill.help"),
-        )
+    if roles.is_presenter():
+        key = f"sweep.kill.{sweep_id}"
+        force_stop_button(key, asked, _force_stop, sweep_id, help=t("sweep.kill.help"))
 
 
 def _stop(sweep_id: str) -> None:
