@@ -25,7 +25,7 @@ The API (what the CLI and the dashboard call)::
                                    "created", "budget", "stopped_at"}]  # newest first
     sweep_trials(sweep_id, storage=None) -> [{"number", "state", "params", "value",
         "run_id", "started", "finished", "curves": {"imagenet": [...], "random": [...]},
-        "run_status", "error", "host", "retry_of"}]
+        "run_status", "error", "host", "retry_of", "stopped_by_user"}]
     sweep_spec(sweep_id, storage=None) -> SweepSpec
     sweep_state_of(sweep_id, storage=None) -> "running"|"stopping"|"stopped"|"finished"
     best_trial(sweep_id, storage=None) -> trial dict | None

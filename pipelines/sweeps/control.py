@@ -149,7 +149,7 @@ def sweep_trials(sweep_id: str, storage: str | None = None) -> list[dict[str, An
     a pruned trial's last reported one; None otherwise), "run_id" (in the run store of
     ``host``), "started", "finished" (Unix s or None), "curves" ({"imagenet": [val acc per
     epoch], "random": [...]}, live while it runs), "run_status", "error", "host",
-    "retry_of"}``."""
+    "retry_of", "stopped_by_user" (its run was stopped by a user: skipped, not re-run)}``."""
     study = load_study(sweep_id, storage)
     return [trial_dict(t) for t in study.get_trials(deepcopy=False)]
 
