@@ -339,6 +339,16 @@ def stop_sweep(sweep_id: str) -> None:
     engine.stop_sweep(sweep_id)
 
 
+@presenter_only("stop")
+def force_stop_sweep(sweep_id: str) -> dict[str, list[int]]:
+    """Kill this machine's workers that still run the sweep's trials after its Stop
+    (:func:`pipelines.sweeps.force_stop`): their runs end stopped, rows kept; the trials
+    fail and are not run again. ``{"killed", "trials", "elsewhere"}``."""
+    from pipelines import sweeps as engine
+
+    return engine.force_stop(sweep_id)
+
+
 def trial_config(sweep_id: str, params: dict[str, Any]) -> ExperimentConfig:
     """The experiment config of the sweep's trial with ``params`` (the fixed part with the
     trial's values), also for a trial whose run lives on another machine."""

@@ -44,3 +44,9 @@ def _arms(history: dict[str, list[float]]) -> dict:
         for arm, v in history.items()
         if v
     }
+
+
+def stubborn_workload(run_id: str, config, store, should_stop) -> dict:
+    """:func:`curve_workload` that never looks at ``should_stop``: a trial whose worker does
+    not stop when asked (what Force stop is for)."""
+    return curve_workload(run_id, config, store, lambda: False)

@@ -406,13 +406,19 @@ def test_the_per_batch_curve_catches_up_with_each_epoch_point():
     assert live.batch_cutoff(2.2 * every, active=True, now=2.5 * every) == 2.2 * every
 
 
-def test_stop_asks_the_worker_to_stop(app, dashboard_env):
+def test_stop_asks_the_worker_to_stop_and_force_stop_follows(app, dashboard_env):
     run_id = write_run(dashboard_env.store, status="running")
     at = ok(app(run=run_id).run())
     at.button(key=f"stop.{run_id}").click()
     ok(at.run())
     assert dashboard_env.store.get_run(run_id).stop_requested
     assert any("Stopping after the current batch" in c.value for c in at.caption)
+    assert f"kill.{run_id}" not in {b.key for b in at.button}  # not before FORCE_STOP_AFTER_S
+    at.session_state[f"stop_asked.{run_id}"] = time.time() - live.FORCE_STOP_AFTER_S - 1
+    at = ok(at.run())
+    at.button(key=f"kill.{run_id}").click()  # a worker that did not stop: Force stop
+    ok(at.run())
+    assert dashboard_env.store.get_run(run_id).status == "stopped"
 
 
 def test_without_a_run_in_the_url_the_newest_active_run_is_shown(app, dashboard_env):

@@ -128,6 +128,8 @@ def test_viewer_calls_of_every_door_are_refused_and_change_nothing(app, shared, 
             "predict": lambda: state.predict(done_id, "imagenet", None),
             "imagenet_top5": lambda: state.imagenet_top5("efficientnet_lite0", b""),
             "backbone_problem": lambda: state.backbone_problem("/some/saved_model", 64),
+            "stop_sweep": lambda: state.stop_sweep("sweep-none"),
+            "force_stop_sweep": lambda: state.force_stop_sweep("sweep-none"),
         }
         for name, call in calls.items():
             st.text(f"{name}: {state.attempt(call).error}")
@@ -136,7 +138,7 @@ def test_viewer_calls_of_every_door_are_refused_and_change_nothing(app, shared, 
     at.session_state["ids"] = (running, done)
     ok(at.run())
     answers = dict(line.value.split(": ", 1) for line in at.text)
-    assert len(answers) == 12
+    assert len(answers) == 14
     for name, error in answers.items():
         assert error.startswith(REFUSED), (name, error)
         assert "presenter key" in error
@@ -322,6 +324,13 @@ def test_every_door_that_queues_or_stops_work_is_presenter_only():
     for name in ("open_exercise", "close_exercise", "stop_group_run"):  # the exercise's
         assert getattr(state, name).presenter_action, name
     # Doors of work outside the job manager, and an uploaded image for the heat maps.
-    for name in ("start_sweep", "stop_sweep", "start_lr_find", "stop_lr_find", "start_hydra"):
+    for name in (
+        "start_sweep",
+        "stop_sweep",
+        "force_stop_sweep",
+        "start_lr_find",
+        "stop_lr_find",
+        "start_hydra",
+    ):
         assert getattr(state, name).presenter_action, name
     assert state.decode.presenter_action == "upload"

@@ -304,3 +304,77 @@ def test_stop_ends_the_sweep_and_its_trials_show_why(sweep_page, monkeypatch):
     table = at.dataframe[0].value
     assert "failed" in set(table["state"])  # the waiting trials, with the reason
     assert "the sweep was stopped" in set(table["error"])
+
+
+def _two_trials_one_running(epochs: int) -> tuple[str, dict]:
+    """A sweep of two trials (phase1.lr 1e-3, 1e-2) on one worker, once one of them runs:
+    ``(sweep_id, the running trial)``."""
+    from pipelines.sweeps import SweepSpec, parse_param, start_sweep, sweep_trials
+
+    spec = SweepSpec(
+        params=(parse_param("phase1.lr=1e-3,1e-2"),),
+        fixed={"phase1.epochs": epochs, "phase2.epochs": 0, "batch_size": 8},
+        sampler="grid",
+        pruner="none",
+    )
+    sweep_id = start_sweep(spec, workers=1)
+    deadline = time.monotonic() + 60
+    while True:
+        running = [t for t in sweep_trials(sweep_id) if t["state"] == "RUNNING" and t["run_id"]]
+        if running:
+            return sweep_id, running[0]
+        assert time.monotonic() < deadline, sweep_trials(sweep_id)
+        time.sleep(0.2)
+
+
+def test_force_stop_is_offered_once_stop_has_not_taken_effect(sweep_page, monkeypatch):
+    from dashboard.components.live import FORCE_STOP_AFTER_S
+
+    monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", "tests.sweep_workload:stubborn_workload")
+    monkeypatch.setenv(EPOCH_S_ENV, "0.5")  # 40 epochs, deaf to Stop: only a kill ends it
+    sweep_id, victim = _two_trials_one_running(epochs=40)
+    at = sweep_page(current_sweep=sweep_id, sweep_view="live")
+    assert not at.button(key=f"sweep.stop.{sweep_id}").disabled
+    at.button(key=f"sweep.stop.{sweep_id}").click()
+    at = ok(at.run())
+    assert any(c.value.startswith("Stopping") for c in at.caption)
+    kill = f"sweep.kill.{sweep_id}"
+    assert kill not in {b.key for b in at.button}  # not yet: the Stop is seconds old
+    # as if the Stop had been asked FORCE_STOP_AFTER_S ago and the trial still ran
+    asked = time.time() - FORCE_STOP_AFTER_S - 1
+    at.session_state[f"sweep.stop_asked.{sweep_id}"] = asked
+    at = ok(at.run())
+    assert kill in {b.key for b in at.button}, [b.key for b in at.button]
+    assert at.button(key=kill).label == "Force stop"
+    at.button(key=kill).click()
+    at = ok(at.run())
+    assert "1 worker process(es) of this machine killed" in infos(at), infos(at)
+    wait_for_sweep(sweep_id, timeout=30)
+    at = ok(at.run())
+    header = next(m.value for m in at.markdown if m.value.startswith(f"#### Sweep {sweep_id}"))
+    assert "badge[stopped]" in header, header
+    table = at.dataframe[0].value
+    row = table[table["trial"] == victim["number"]].iloc[0]
+    assert row["state"] == "failed" and row["error"].startswith("killed:"), row
+    assert kill not in {b.key for b in at.button}
+
+
+def test_a_trial_stopped_from_its_run_shows_as_stopped(sweep_page, monkeypatch):
+    from pipelines.runs import lifecycle
+    from pipelines.runs.store import RunStore
+
+    monkeypatch.setenv(EPOCH_S_ENV, "0.3")
+    sweep_id, victim = _two_trials_one_running(epochs=6)
+    lifecycle.request_stop(RunStore(), victim["run_id"])  # the Runs page's Stop
+    wait_for_sweep(sweep_id)
+    at = sweep_page(current_sweep=sweep_id, sweep_view="live")
+    header = next(m.value for m in at.markdown if m.value.startswith(f"#### Sweep {sweep_id}"))
+    assert "badge[finished]" in header, header  # the sweep went on
+    table = at.dataframe[0].value
+    assert dict(zip(table["trial"], table["state"], strict=True)) == {
+        victim["number"]: "stopped",
+        1 - victim["number"]: "complete",
+    }
+    assert "this configuration is skipped" in " ".join(table["error"])
+    progress = at.get("progress")[0].proto.text
+    assert "stopped 1" in progress and "failed" not in progress, progress

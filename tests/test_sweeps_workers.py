@@ -1,13 +1,20 @@
 """Sweep workers (pipelines/sweeps/worker.py, trial.py, study.py) as separate processes on
 one study: the budget exactly, no grid point twice, the same results as one worker, pruning
 to a ``pruned`` run with its rows, a killed worker's trial run ``interrupted`` while the
-sweep goes on, and Stop. The trials run ``tests/sweep_workload.py`` (no TensorFlow): these
-tests are about the workers, the study and the run store; ``test_sweeps_real.py`` trains."""
+sweep goes on, Stop, Force stop of workers that ignore Stop (runs ``stopped`` with their
+rows, trials failed, nothing re-run), and a trial stopped from its run (skipped: shown as
+stopped, not re-run, the sweep goes on). The trials run ``tests/sweep_workload.py`` (no
+TensorFlow): these tests are about the workers, the study and the run store;
+``test_sweeps_real.py`` trains."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -15,10 +22,12 @@ import psutil
 import pytest
 
 from pipelines.runs import lifecycle
+from pipelines.runs.jobs import JobManager
 from pipelines.runs.store import RunStore
 from pipelines.sweeps import (
     SweepSpec,
     best_trial,
+    force_stop,
     list_sweeps,
     parse_param,
     start_sweep,
@@ -26,6 +35,8 @@ from pipelines.sweeps import (
     sweep_state_of,
     sweep_trials,
 )
+from pipelines.sweeps.control import KILLED
+from pipelines.sweeps.study import STOPPED_BY_USER
 from tests.sweep_workload import EPOCH_S_ENV
 
 WORKLOAD = "tests.sweep_workload:curve_workload"
@@ -182,4 +193,102 @@ def test_stop_ends_the_sweep_and_stops_its_running_trial(sweep_env, monkeypatch)
     trials = sweep_trials(sweep_id)
     assert RunStore().get_run(running["run_id"]).status == "stopped"
     assert {t["state"] for t in trials} == {"FAIL"}
-    assert sum(t["error"] == "the sweep was stopped" for t in trials) == 3
+    assert all(t["error"] == "the sweep was stopped" for t in trials)  # running or waiting
+
+
+STUBBORN = "tests.sweep_workload:stubborn_workload"
+
+
+def started_with_a_running_trial(data: str, epochs: int, workers: int):
+    """A 4-point grid (phase1.lr x batch_size, no pruning) once a trial runs: ``(spec,
+    sweep_id, the running trial)``."""
+    spec = grid(data, "1e-3,1e-2", pruner="none", fixed={"phase1.epochs": epochs})
+    sweep_id = start_sweep(spec, workers=workers)
+
+    def running() -> dict | None:
+        trials = sweep_trials(sweep_id)
+        return next((t for t in trials if t["state"] == "RUNNING" and t["run_id"]), None)
+
+    return spec, sweep_id, wait_until(running, what="a running trial")
+
+
+def test_force_stop_kills_a_worker_that_ignores_stop_and_keeps_its_rows(sweep_env, monkeypatch):
+    monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", STUBBORN)
+    monkeypatch.setenv(EPOCH_S_ENV, "0.5")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 40, 1)
+    store = RunStore()
+    run = store.get_run(victim["run_id"])
+    stop_sweep(sweep_id)
+    time.sleep(3.0)  # the worker has seen the Stop (every 2 s) and goes on regardless
+    assert sweep_state_of(sweep_id) == "stopping"
+    assert lifecycle.process_alive(run.worker_pid, run.worker_started)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "sweeps", "stop", sweep_id, "--force", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer == {"killed": [run.worker_pid], "trials": [victim["number"]], "elsewhere": []}
+    assert not lifecycle.process_alive(run.worker_pid, run.worker_started)
+    assert sweep_state_of(sweep_id) == "stopped"
+    lifecycle.reap(store)
+    after = store.get_run(victim["run_id"])
+    assert after.status == "stopped" and after.error == KILLED
+    assert len(store.curves(victim["run_id"])) >= 2  # the epochs before the kill are kept
+    trials = {t["number"]: t for t in sweep_trials(sweep_id)}
+    assert trials[victim["number"]]["state"] == "FAIL"
+    assert trials[victim["number"]]["error"] == KILLED
+    assert trials[victim["number"]]["run_status"] == "stopped"
+    assert not any(t["retry_of"] is not None for t in trials.values())  # nothing re-run
+    assert {t["state"] for t in trials.values()} == {"FAIL"}
+
+
+def test_force_stop_of_a_sweep_with_nothing_left_to_kill_just_stops_it(sweep_env):
+    sweep_id = start_sweep(grid(sweep_env, "1e-3,1e-2"), workers=0)
+    assert force_stop(sweep_id) == {"killed": [], "trials": [], "elsewhere": []}
+    assert sweep_state_of(sweep_id) == "stopped"
+
+
+def test_a_trial_stopped_from_its_run_is_skipped_not_failed_and_not_rerun(
+    sweep_env, monkeypatch, capsys
+):
+    from pipelines.commands.sweeps import run_show
+
+    monkeypatch.setenv(EPOCH_S_ENV, "0.5")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 6, 1)
+    store = RunStore()
+    lifecycle.request_stop(store, victim["run_id"])  # the Runs page's Stop (state.request_stop)
+    assert wait_for(sweep_id) == "finished"  # the sweep went on without it
+    assert store.get_run(victim["run_id"]).status == "stopped"
+    trials = sweep_trials(sweep_id)
+    skipped = [t for t in trials if t["stopped_by_user"]]
+    assert [t["number"] for t in skipped] == [victim["number"]]
+    assert skipped[0]["state"] == "FAIL" and skipped[0]["error"] == STOPPED_BY_USER
+    assert not any(t["retry_of"] is not None for t in trials)
+    assert sum(t["state"] == "COMPLETE" for t in trials) == spec.budget() - 1 == 3
+
+    run_show(argparse.Namespace(sweep_id=sweep_id, storage=None, json=False))
+    line = next(x for x in capsys.readouterr().out.splitlines() if victim["run_id"] in x)
+    assert line.split()[:2] == [str(victim["number"]), "STOPPED"], line
+    assert STOPPED_BY_USER in line
+
+
+def test_a_trial_force_stopped_from_its_run_is_skipped_too(sweep_env, monkeypatch):
+    monkeypatch.setenv("PIPELINES_TEST_WORKLOAD", STUBBORN)
+    monkeypatch.setenv(EPOCH_S_ENV, "0.3")
+    spec, sweep_id, victim = started_with_a_running_trial(sweep_env, 3, 2)
+    store = RunStore()
+    pid = store.get_run(victim["run_id"]).worker_pid
+    JobManager(store).kill(victim["run_id"])  # the run view's Force stop: its worker dies
+    assert store.get_run(victim["run_id"]).status == "stopped"
+    assert wait_for(sweep_id) == "finished"  # the other worker finishes the rest
+    trials = sweep_trials(sweep_id)
+    [skipped] = [t for t in trials if t["number"] == victim["number"]]
+    assert skipped["stopped_by_user"] and skipped["error"] == STOPPED_BY_USER, skipped
+    assert not any(t["retry_of"] is not None for t in trials)
+    assert sum(t["state"] == "COMPLETE" for t in trials) == 3
+    assert not lifecycle.process_alive(pid, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,14 +173,23 @@ def _stop_controls(run: Run) -> None:
     st.caption(t("run.stopping"))
     # When the stop was asked: here, or (another tab) the run's last update.
     asked = st.session_state.get(f"stop_asked.{run_id}") or run.updated
+    force_stop_button(f"kill.{run_id}", asked, _kill, run_id)
+
+
+def force_stop_button(
+    key: str, asked: float, on_click: Callable[[str], None], target: str, help: str | None = None
+) -> None:
+    """ "Force stop" (``on_click(target)``) once a Stop asked at ``asked`` (Unix s) has not
+    taken effect for ``FORCE_STOP_AFTER_S``; nothing before. Also the Sweep page's."""
     if time.time() - asked > FORCE_STOP_AFTER_S:
         st.button(
             t("run.kill"),
-            key=f"kill.{run_id}",
+            key=key,
             icon=":material/dangerous:",
             width="stretch",
-            on_click=_kill,
-            args=(run_id,),
+            on_click=on_click,
+            args=(target,),
+            help=help,
         )
 
 

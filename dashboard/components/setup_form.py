@@ -9,6 +9,7 @@ switches the page to the run view; a refusal lands in ``start_error`` and is sho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -99,38 +100,41 @@ def _zip_uploaded() -> None:
     st.session_state["dataset"] = str(root)
 
 
+def started(call: Callable[[], str], error_key: str) -> str | None:
+    """In a Start callback: ``call()``'s id, or None with its refusal in Session State's
+    ``error_key`` (the form shows it on the rerun). An older refusal is cleared first."""
+    st.session_state.pop(error_key, None)
+    started_id, error = state.attempt(call)
+    if error is not None:
+        st.session_state[error_key] = error
+        return None
+    return started_id
+
+
+def _show_run(run_id: str | None) -> None:
+    if run_id is not None:
+        st.session_state["current_run"] = run_id
+        st.session_state["view"] = "run"
+        st.query_params["run"] = run_id
+
+
 def _start() -> None:
     """Start callback: validate, spawn the worker, show the run."""
-    st.session_state.pop("start_error", None)
-    run_id, error = state.attempt(_checked_start)
-    if error is not None:
-        st.session_state["start_error"] = error
-        return
-    st.session_state["current_run"] = run_id
-    st.session_state["view"] = "run"
-    st.query_params["run"] = run_id
+    _show_run(started(_checked_start, "start_error"))
 
 
 def _start_near_far() -> None:
     """The "Near or far" preset: queue the whole series and show it on the Runs page."""
-    sweep_id, error = state.attempt(state.start_near_far)
-    if error is not None:
-        st.session_state["start_error"] = error
-        return
-    st.session_state["series"] = sweep_id
-    st.session_state["series_started"] = sweep_id
-    st.switch_page("views/runs.py")
+    sweep_id = started(state.start_near_far, "start_error")
+    if sweep_id is not None:
+        st.session_state["series"] = sweep_id
+        st.session_state["series_started"] = sweep_id
+        st.switch_page("views/runs.py")
 
 
 def _start_hydra() -> None:
     """The "HydraNet" preset: queue shared and separate, show the shared run."""
-    run_id, error = state.attempt(state.start_hydra)
-    if error is not None:
-        st.session_state["start_error"] = error
-        return
-    st.session_state["current_run"] = run_id
-    st.session_state["view"] = "run"
-    st.query_params["run"] = run_id
+    _show_run(started(state.start_hydra, "start_error"))
 
 
 def _checked_start() -> str:

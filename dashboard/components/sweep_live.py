@@ -1,6 +1,13 @@
 """The Sweep page's live view: one sweep's trials as a map, their history and curves, and a
 table of trials with links to their runs; Stop, Open run, Load into Setup.
 
+Stop asks the running trials to stop after their current batch; if they still run
+``FORCE_STOP_AFTER_S`` later, the presenter is offered Force stop (the run view's button and
+delay), which kills this machine's workers of the sweep
+(:func:`dashboard.state.force_stop_sweep`).
+A trial stopped from its own run (Runs page) was skipped by a user: it shows as *stopped*,
+not *failed*.
+
 Refreshed like the run view (:mod:`dashboard.components.live`): a fragment rereads the
 sweep every ``REFRESH_S`` while it is running, from a snapshot of the study read at most
 every ``SNAPSHOT_S`` and shared by every session watching it, so what it shows is at most
@@ -24,9 +31,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import form, state
+from dashboard import form, roles, state
 from dashboard import sweep_figures as figures
 from dashboard import sweep_form as sweeps
+from dashboard.components.live import force_stop_button
 from dashboard.i18n import lang, t
 
 REFRESH_S = 1.0
@@ -99,6 +107,7 @@ def _header(snap: Snapshot) -> None:
     counts: dict[str, int] = {}
     for trial in snap.trials:
         counts[figures.state_of(trial)] = counts.get(figures.state_of(trial), 0) + 1
+    skipped = sum(bool(trial.get("stopped_by_user")) for trial in snap.trials)
     left, right = st.columns([4, 1], vertical_alignment="center")
     with left:
         st.markdown(
@@ -120,25 +129,19 @@ def _header(snap: Snapshot) -> None:
             )
         )
     with right:
-        if status == "running":
-            st.button(
-                t("sweep.stop"),
-                key=f"sweep.stop.{info['sweep_id']}",
-                icon=":material/stop:",
-                width="stretch",
-                on_click=_stop,
-                args=(info["sweep_id"],),
-            )
-        elif status == "stopping":
-            st.caption(t("sweep.stopping"))
+        _stop_controls(info, status)
+    killed = st.session_state.get(f"sweep.killed.{info['sweep_id']}")
+    if killed:
+        st.info(killed, icon=":material/dangerous:")
     budget = spec.budget()
     done = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+    counts["FAIL"] = counts.get("FAIL", 0) - skipped  # skipped by a user: said apart
+    shown = [f"{t(f'sweep.fig.state.{s}')} {counts[s]}" for s in figures.STATES if counts.get(s)]
+    if skipped:
+        shown.append(f"{t('sweep.trial.stopped')} {skipped}")
     st.progress(
         min(done / max(budget, 1), 1.0),
-        text=" · ".join(
-            [t("sweep.live.progress", done=done, total=budget)]
-            + [f"{t(f'sweep.fig.state.{s}')} {counts[s]}" for s in figures.STATES if counts.get(s)]
-        ),
+        text=" · ".join([t("sweep.live.progress", done=done, total=budget), *shown]),
     )
     best = max(
         (tr for tr in snap.trials if figures.has_value(tr)),
@@ -158,10 +161,46 @@ def _header(snap: Snapshot) -> None:
         )
 
 
+def _stop_controls(info: dict[str, Any], status: str) -> None:
+    """Stop while it runs; once stopping, Force stop after the run view's delay (counted
+    from this session's click, else from the Stop the study recorded). Presenter only."""
+    sweep_id = info["sweep_id"]
+    if status == "running" and roles.is_presenter():
+        st.button(
+            t("sweep.stop"),
+            key=f"sweep.stop.{sweep_id}",
+            icon=":material/stop:",
+            width="stretch",
+            on_click=_stop,
+            args=(sweep_id,),
+        )
+        return
+    if status != "stopping":
+        return
+    st.caption(t("sweep.stopping"))
+    asked = st.session_state.get(f"sweep.stop_asked.{sweep_id}") or info.get("stopped_at") or 0
+    if roles.is_presenter():
+        key = f"sweep.kill.{sweep_id}"
+        force_stop_button(key, asked, _force_stop, sweep_id, help=t("sweep.kill.help"))
+
+
 def _stop(sweep_id: str) -> None:
     with state.shown_errors():
         state.stop_sweep(sweep_id)
+        st.session_state[f"sweep.stop_asked.{sweep_id}"] = time.time()
     _snapshot.clear()  # show "Stopping" at once
+
+
+def _force_stop(sweep_id: str) -> None:
+    """Force-stop callback: kill the sweep's workers here; say what could not be killed."""
+    with state.shown_errors():
+        done = state.force_stop_sweep(sweep_id)
+        message = t("sweep.killed", n=len(done["killed"]))
+        if done["elsewhere"]:
+            numbers = ", ".join(f"#{n}" for n in done["elsewhere"])
+            message += " " + t("sweep.killed.elsewhere", numbers=numbers)
+        st.session_state[f"sweep.killed.{sweep_id}"] = message
+    _snapshot.clear()
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -240,9 +279,14 @@ def trials_frame(snap: Snapshot) -> pd.DataFrame:
         state_name = figures.state_of(trial)
         value = trial.get("value") if figures.has_value(trial) else None
         so_far = figures.partial_value(trial, snap.spec.objective)
+        shown = (
+            t("sweep.trial.stopped")
+            if trial.get("stopped_by_user")
+            else t(f"sweep.fig.state.{state_name}")
+        )
         row: dict[str, Any] = {
             "trial": int(trial["number"]),
-            "state": t(f"sweep.fig.state.{state_name}"),
+            "state": shown,
             **{k: _param(k, (trial.get("params") or {}).get(k)) for k in keys},
             "value": figures.format_value(value, snap.spec.objective)
             if value is not None

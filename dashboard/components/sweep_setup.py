@@ -19,6 +19,7 @@ import streamlit as st
 
 from dashboard import form, state
 from dashboard import sweep_form as sweeps
+from dashboard.components.setup_form import started
 from dashboard.form import ExperimentConfig as Config
 from dashboard.i18n import labels, t
 
@@ -251,34 +252,22 @@ def _list(dim: sweeps.Dimension) -> None:
 
 
 def _settings() -> None:
-    a, b, c = st.columns(3)
-    a.segmented_control(
-        t("sweep.sampler"),
-        sweeps.SAMPLERS,
-        key="sweep.sampler",
-        format_func=labels("sweep.sampler", sweeps.SAMPLERS).get,
-        required=True,
-        help=t("sweep.sampler.help"),
-        **KEEP,
-    )
-    b.segmented_control(
-        t("sweep.objective"),
-        sweeps.OBJECTIVES,
-        key="sweep.objective",
-        format_func=labels("sweep.objective", sweeps.OBJECTIVES).get,
-        required=True,
-        help=t("sweep.objective.help"),
-        **KEEP,
-    )
-    c.segmented_control(
-        t("sweep.pruner"),
-        sweeps.PRUNERS,
-        key="sweep.pruner",
-        format_func=labels("sweep.pruner", sweeps.PRUNERS).get,
-        required=True,
-        help=t("sweep.pruner.help"),
-        **KEEP,
-    )
+    choices = {
+        "sampler": sweeps.SAMPLERS,
+        "objective": sweeps.OBJECTIVES,
+        "pruner": sweeps.PRUNERS,
+    }
+    for column, (name, options) in zip(st.columns(3), choices.items(), strict=True):
+        key = f"sweep.{name}"  # also the text keys: sweep.sampler, sweep.sampler.help, ...
+        column.segmented_control(
+            t(key),
+            options,
+            key=key,
+            format_func=labels(key, options).get,
+            required=True,
+            help=t(f"{key}.help"),
+            **KEEP,
+        )
     a, b, c = st.columns(3)
     grid = st.session_state.get("sweep.sampler") == "grid"
     a.number_input(
@@ -386,19 +375,16 @@ def _duration(seconds: float) -> str:
 
 def _start(dims: list, fixed: Config | None, blocks: int | None) -> None:
     """Start callback: check again, start the workers, switch to the live view."""
-    st.session_state.pop("sweep_start_error", None)
 
     def go() -> str:
         spec = _checked_spec(dims, fixed, blocks)
         return state.start_sweep(spec, workers=st.session_state.get("sweep.workers"))
 
-    sweep_id, error = state.attempt(go)
-    if error is not None:
-        st.session_state["sweep_start_error"] = error
-        return
-    st.session_state["current_sweep"] = sweep_id
-    st.session_state["sweep_view"] = "live"
-    st.query_params["sweep"] = sweep_id
+    sweep_id = started(go, "sweep_start_error")
+    if sweep_id is not None:
+        st.session_state["current_sweep"] = sweep_id
+        st.session_state["sweep_view"] = "live"
+        st.query_params["sweep"] = sweep_id
 
 
 def _action_bar(dims: list, fixed: Config | None, blocks: int | None) -> None:

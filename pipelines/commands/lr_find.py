@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipelines.commands import add_set_option
 from pipelines.errors import UserError
 from pipelines.training.config import ARMS, ExperimentConfig
 
@@ -35,9 +36,7 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--config", help="JSON file with config fields (as for train)")
-    p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override one config field (repeatable)"
-    )
+    add_set_option(p, "override one config field (repeatable)")
     p.add_argument(
         "--phase",
         type=int,

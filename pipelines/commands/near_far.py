@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from pipelines.commands import add_set_option
 from pipelines.errors import UserError
 from pipelines.runs.series import NEAR_FAR_CUTS, NEAR_FAR_DATASETS, NEAR_FAR_NAME
 
@@ -99,12 +100,7 @@ def register(sub) -> None:
         help="the near-or-far series: accuracy against the blocks taken over",
         description=__doc__.split("\n\n")[1],
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override one field of the lesson's config, e.g. --set phase1.epochs=3",
-    )
+    add_set_option(p, "override one field of the lesson's config, e.g. --set phase1.epochs=3")
     p.add_argument(
         "--cuts",
         default=",".join(map(str, NEAR_FAR_CUTS)),

@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from pipelines.commands import add_set_option
 from pipelines.errors import UserError
 
 FOLLOW_S = 1.0
@@ -40,11 +41,8 @@ def register(sub) -> None:
     )
     p.add_argument("--space", metavar="FILE", help="the space (and settings) from JSON or TOML")
     p.add_argument("--config", metavar="FILE", help="JSON file with the fixed config fields")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="fix one config field for every trial, e.g. --set phase1.epochs=3 (repeatable)",
+    add_set_option(
+        p, "fix one config field for every trial, e.g. --set phase1.epochs=3 (repeatable)"
     )
     p.add_argument("--trials", type=int, help="the trial budget (default: the whole grid, or 20)")
     p.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default tpe)")

@@ -1,10 +1,12 @@
-"""``python -m pipelines sweeps list|show ID|stop ID [--storage URL] [--json]``.
+"""``python -m pipelines sweeps list|show ID|stop ID [--force] [--storage URL] [--json]``.
 
 ``list``: every sweep in the storage, newest first (``--json``: ``[{"sweep_id", "state",
-"trials", "best_value", "created", "budget"}]``). ``show``: a sweep's spec and trials
-(``--json``: ``{"sweep_id", "state", "spec", "best", "trials"}``); it first fails and
-re-enqueues trials whose worker died. ``stop``: no new trial starts and running trials stop
-like a run's Stop. None of them imports TensorFlow.
+"trials", "best_value", "created", "budget", "stopped_at"}]``). ``show``: a sweep's spec and
+trials (``--json``: ``{"sweep_id", "state", "spec", "best", "trials"}``); it first fails and
+re-enqueues trials whose worker died; a trial stopped from its run shows as ``STOPPED``
+(``--json``: state ``FAIL``, ``"stopped_by_user": true``). ``stop``: no new trial starts and
+running trials stop like a run's Stop; ``--force`` also kills this machine's workers that
+still run its trials (:func:`pipelines.sweeps.force_stop`). None of them imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def register(sub) -> None:
         q = actions.add_parser(name, help=text)
         if name != "list":
             q.add_argument("sweep_id", metavar="ID")
+        if name == "stop":
+            q.add_argument(
+                "--force",
+                action="store_true",
+                help="also kill this machine's worker processes that still run its trials "
+                "(their runs end stopped, rows kept; the trials fail and are not run again)",
+            )
         q.add_argument("--storage", metavar="URL", help="Optuna storage URL")
         q.add_argument("--json", action="store_true", help="print JSON")
         q.set_defaults(func=func)
@@ -70,16 +79,33 @@ def run_show(args) -> int:
     print("  space: " + "  ".join(p.text() for p in spec.params))
     for t in sweep_trials(args.sweep_id, args.storage):
         value = "-" if t["value"] is None else f"{t['value']:.4f}"
+        state = "STOPPED" if t["stopped_by_user"] else t["state"]
         print(
-            f"  {t['number']:>4} {t['state']:<8} {value:>7}  {point_text(t['params'])}"
+            f"  {t['number']:>4} {state:<8} {value:>7}  {point_text(t['params'])}"
             f"  run {t['run_id'] or '-'}" + (f"  ({t['error']})" if t["error"] else "")
         )
     return 0
 
 
 def run_stop(args) -> int:
-    from pipelines.sweeps import stop_sweep
+    from pipelines.sweeps import force_stop, stop_sweep
+    from pipelines.sweeps.study import STALE_AFTER_S
 
-    stop_sweep(args.sweep_id, args.storage)
-    print(f"sweep {args.sweep_id}: stopping", file=sys.stderr)
+    if not args.force:
+        stop_sweep(args.sweep_id, args.storage)
+        print(f"sweep {args.sweep_id}: stopping", file=sys.stderr)
+        return 0
+    done = force_stop(args.sweep_id, args.storage)
+    if args.json:
+        print(json.dumps(done))
+        return 0
+    killed = ", ".join(map(str, done["killed"])) or "none left"
+    print(f"sweep {args.sweep_id}: stopped; worker processes killed: {killed}", file=sys.stderr)
+    if done["elsewhere"]:
+        numbers = ", ".join(f"#{n}" for n in done["elsewhere"])
+        print(
+            f"trials {numbers} run on other machines: they stop there within seconds, or are "
+            f"failed once their worker has been silent for {STALE_AFTER_S:.0f} s",
+            file=sys.stderr,
+        )
     return 0

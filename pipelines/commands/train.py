@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from pipelines.commands import add_set_option
 from pipelines.errors import UserError
 from pipelines.training.config import ExperimentConfig
 
@@ -195,11 +196,6 @@ def register(sub) -> None:
     p.add_argument(
         "--config", help="JSON file with config fields (see pipelines/training/config.py)"
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override one field, e.g. --set phase2.unfreeze_blocks=2 (repeatable)",
-    )
+    add_set_option(p, "override one field, e.g. --set phase2.unfreeze_blocks=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)

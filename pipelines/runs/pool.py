@@ -166,7 +166,7 @@ def serve(
     max_mb = max_mb or max_mb_from_env()
     pid = os.getpid()
     parent = _parent_from_env()
-    _warm_up()
+    warm_up()
     identity = lifecycle.file_identity(store.path)
     lifecycle.register_pool_worker(store, pid)
     _log(f"pool worker {pid} ready (recycled after {max_runs} runs or {max_mb:.0f} MB)")
@@ -202,7 +202,7 @@ def serve(
                         run_worker(run_id, store, limit, echo=True)
                     except UserError as e:  # refused before the claim: nothing recorded
                         print(f"error: {e}", file=sys.stderr)
-                _between_runs()
+                between_runs()
                 runs_done += 1
                 rss = _rss_mb()
                 _log(f"pool worker {pid}: run {run_id} ended ({runs_done} done, {rss:.0f} MB)")
@@ -227,7 +227,7 @@ def serve(
 # --- internals ------------------------------------------------------------------------------
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Import what every run needs (TensorFlow and the trainer) before the first run."""
     from pipelines.runs.worker import TEST_WORKLOAD_ENV
 
@@ -239,7 +239,7 @@ def _warm_up() -> None:
     keras_backbone.keep_warm()
 
 
-def _between_runs() -> None:
+def between_runs() -> None:
     """What a finished run held may serve the next (kept backbone blocks)."""
     module = sys.modules.get("pipelines.backbones.keras_backbone")
     if module is not None:

@@ -22,14 +22,16 @@ The API (what the CLI and the dashboard call)::
     load_space(path) -> SweepSpec                    # JSON or TOML
     start_sweep(spec, storage=None, workers=None) -> sweep_id   # returns at once
     list_sweeps(storage=None) -> [{"sweep_id", "state", "trials", "best_value",
-                                   "created", "budget"}]          # newest first
+                                   "created", "budget", "stopped_at"}]  # newest first
     sweep_trials(sweep_id, storage=None) -> [{"number", "state", "params", "value",
         "run_id", "started", "finished", "curves": {"imagenet": [...], "random": [...]},
-        "run_status", "error", "host", "retry_of"}]
+        "run_status", "error", "host", "retry_of", "stopped_by_user"}]
     sweep_spec(sweep_id, storage=None) -> SweepSpec
     sweep_state_of(sweep_id, storage=None) -> "running"|"stopping"|"stopped"|"finished"
     best_trial(sweep_id, storage=None) -> trial dict | None
     stop_sweep(sweep_id, storage=None)
+    force_stop(sweep_id, storage=None) -> {"killed": [pids], "trials": [numbers],
+                                           "elsewhere": [numbers]}  # SIGKILL local workers
     reap_sweep(sweep_id, storage=None) -> [trial numbers failed and re-enqueued]
 
 Every refused input raises :class:`pipelines.errors.UserError` with a message that names the
@@ -39,6 +41,7 @@ problem and what to do; nothing is created before the spec and the storage are a
 from pipelines.sweeps.control import (
     best_trial,
     check_spec,
+    force_stop,
     list_sweeps,
     reap_sweep,
     start_sweep,
@@ -68,6 +71,7 @@ __all__ = [
     "SweepSpec",
     "best_trial",
     "check_spec",
+    "force_stop",
     "list_sweeps",
     "load_space",
     "parse_param",

@@ -11,12 +11,21 @@ reaches them through ``SWEEP_STORAGE`` in their environment, never on their comm
 Reads (:func:`list_sweeps`, :func:`sweep_trials`, :func:`sweep_spec`, :func:`best_trial`)
 never write. Trials whose worker died are failed and re-enqueued by the workers; with no
 worker left, :func:`reap_sweep` does it (``sweeps show`` calls it).
+
+Stopping: :func:`stop_sweep` asks (running trials stop after their current batch, like a
+run's Stop); :func:`force_stop` is the escape when a worker does not stop when asked: it
+SIGKILLs this machine's processes that still run the sweep's trials, as a run's Force stop
+does (:meth:`pipelines.runs.jobs.JobManager.kill`).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from typing import Any
 
 from pipelines import settings
@@ -24,6 +33,7 @@ from pipelines.errors import UserError
 from pipelines.sweeps.space import SweepSpec
 from pipelines.sweeps.study import (
     STORAGE_ENV,
+    SWEEP_STOPPED,
     create_study,
     load_study,
     open_storage,
@@ -35,6 +45,8 @@ from pipelines.sweeps.study import (
 )
 
 SWEEPS_DIR = "sweeps"  # under RUNS_DIR: the local workers' logs
+KILLED = "killed: its worker did not stop when asked"  # as a killed run's (JobManager.kill)
+KILL_WAIT_S = 5.0  # how long force_stop waits for killed workers to be gone
 
 
 def check_spec(spec: SweepSpec) -> SweepSpec:
@@ -104,7 +116,8 @@ def spawn_workers(sweep_id: str, count: int, storage: str | None = None) -> list
 def list_sweeps(storage: str | None = None) -> list[dict[str, Any]]:
     """Every sweep in the storage, newest first: ``{"sweep_id", "state" (running, stopping,
     stopped, finished), "trials" (how many exist, retries included), "best_value" (None
-    until a trial completed), "created" (Unix s), "budget"}``."""
+    until a trial completed), "created" (Unix s), "budget", "stopped_at" (Unix s of the
+    first Stop, or None)}``."""
     from optuna.trial import TrialState
 
     st = open_storage(storage)
@@ -123,6 +136,7 @@ def list_sweeps(storage: str | None = None) -> list[dict[str, Any]]:
                 "best_value": max((t.value for t in done), default=None),
                 "created": attrs.get("created"),
                 "budget": attrs.get("budget"),
+                "stopped_at": attrs.get("stopped_at"),
             }
         )
     out.sort(key=lambda s: s["created"] or 0, reverse=True)
@@ -135,7 +149,7 @@ def sweep_trials(sweep_id: str, storage: str | None = None) -> list[dict[str, An
     a pruned trial's last reported one; None otherwise), "run_id" (in the run store of
     ``host``), "started", "finished" (Unix s or None), "curves" ({"imagenet": [val acc per
     epoch], "random": [...]}, live while it runs), "run_status", "error", "host",
-    "retry_of"}``."""
+    "retry_of", "stopped_by_user" (its run was stopped by a user: skipped, not re-run)}``."""
     study = load_study(sweep_id, storage)
     return [trial_dict(t) for t in study.get_trials(deepcopy=False)]
 
@@ -162,19 +176,21 @@ def best_trial(sweep_id: str, storage: str | None = None) -> dict[str, Any] | No
 def stop_sweep(sweep_id: str, storage: str | None = None) -> None:
     """Stop the sweep: no new trial starts, and each running trial's run stops like a run's
     Stop (its worker sees the request within 2 s, on any machine); waiting trials are
-    failed with "the sweep was stopped". Runs of this machine's store are also asked
-    directly."""
+    failed with "the sweep was stopped" (and so are the running ones once stopped). Runs
+    of this machine's store are also asked directly."""
     from optuna.trial import TrialState
 
     from pipelines.runs import lifecycle
     from pipelines.runs.store import RunStore
 
     study = load_study(sweep_id, storage)
+    if not study.user_attrs.get("stopped"):
+        study.set_user_attr("stopped_at", time.time())
     study.set_user_attr("stopped", True)
     st = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            st.set_trial_user_attr(t._trial_id, "error", "the sweep was stopped")
+            st.set_trial_user_attr(t._trial_id, "error", SWEEP_STOPPED)
             st.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except Exception:  # noqa: BLE001 - a worker took it meanwhile: it sees "stopped"
             continue
@@ -183,6 +199,72 @@ def stop_sweep(sweep_id: str, storage: str | None = None) -> None:
         if run.active:
             lifecycle.request_stop(store, run.run_id)
             lifecycle.drop_unclaimed(store, run.run_id)
+
+
+def force_stop(
+    sweep_id: str, storage: str | None = None, wait_s: float = KILL_WAIT_S
+) -> dict[str, list[int]]:
+    """Stop the sweep (:func:`stop_sweep`) and SIGKILL this machine's processes that still
+    run its trials (the worker recorded on each running trial, and the worker of each of
+    its active runs in this machine's store). Each such run ends ``stopped`` with the
+    reason, as a run's Force stop leaves it (its rows so far are kept); its trial is failed
+    with the same reason and not run again. Trials running on other machines can't be
+    killed from here: they stop when their worker next looks (within 2 s), or are failed
+    once it has been silent for ``STALE_AFTER_S``.
+
+    Returns ``{"killed": [pids], "trials": [trial numbers failed], "elsewhere": [numbers
+    of trials still running on other machines]}``."""
+    from optuna.trial import TrialState
+
+    from pipelines.runs import lifecycle
+    from pipelines.runs.store import RunStore
+
+    stop_sweep(sweep_id, storage)
+    study = load_study(sweep_id, storage)
+    store = RunStore()
+    host = socket.gethostname()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    here = [t for t in running if (t.user_attrs.get("worker") or {}).get("host") == host]
+    workers: dict[int, float | None] = {}
+    for t in here:
+        who = t.user_attrs["worker"]
+        if who.get("pid"):
+            workers[int(who["pid"])] = who.get("started")
+    runs = [r for r in store.runs_in_sweep(sweep_id) if r.active and r.worker_pid]
+    for run in runs:
+        workers[run.worker_pid] = run.worker_started
+    killed = []
+    for pid, started in workers.items():
+        if pid != os.getpid() and lifecycle.process_alive(pid, started):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+    deadline = time.monotonic() + wait_s
+    while any(lifecycle.process_alive(p, workers[p]) for p in killed):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for run in runs:
+        if run.worker_pid in killed:
+            lifecycle.finish(store, run.run_id, "stopped", KILLED)
+    failed = []
+    st = study._storage
+    for t in here:
+        if int(t.user_attrs["worker"].get("pid", 0)) not in killed:
+            continue  # it ended by itself meanwhile; reaped below if its trial still runs
+        try:
+            st.set_trial_user_attr(t._trial_id, "error", KILLED)
+            st.set_trial_user_attr(t._trial_id, "run_status", "stopped")
+            if st.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                failed.append(t.number)
+        except Exception:  # noqa: BLE001 - it finished between the look and the kill
+            continue
+    failed += reap_trials(study)  # a stopped sweep re-enqueues nothing
+    ours = {t.number for t in here} | set(failed)
+    elsewhere = [t.number for t in running if t.number not in ours]
+    return {"killed": sorted(killed), "trials": sorted(failed), "elsewhere": elsewhere}
 
 
 def reap_sweep(sweep_id: str, storage: str | None = None) -> list[int]:

@@ -26,9 +26,14 @@ points whichever worker takes which trial. A trial whose worker died is failed a
 re-enqueued with the same parameters (:func:`reap_trials`).
 
 Study attributes: ``spec`` (the :class:`SweepSpec` as a dict), ``created`` (Unix s),
-``budget``, ``stopped`` (set by :func:`stop_sweep`). Trial attributes: ``run_id``,
-``worker`` (``{host, pid, started}``), ``beat`` (Unix s), ``curves`` (``{arm: [val acc per
-epoch]}``), ``run_status``, ``error``, ``retry_of``.
+``budget``, ``stopped`` and ``stopped_at`` (set by :func:`stop_sweep`). Trial attributes:
+``run_id``, ``worker`` (``{host, pid, started}``), ``beat`` (Unix s), ``curves`` (``{arm:
+[val acc per epoch]}``), ``run_status``, ``error``, ``retry_of``, ``stopped_by_user``.
+
+**A trial stopped from its run** (the run's Stop, or Force stop, on the Runs page or the
+run view; not the sweep's Stop) means "skip this configuration": the trial is failed (Optuna
+has no other end for it) with ``stopped_by_user`` set and :data:`STOPPED_BY_USER` as its
+error, shown as *stopped*, and it is not run again (not re-enqueued).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ CONNECT_TIMEOUT_S = 10
 STALE_AFTER_S = 120.0  # a remote worker silent this long has died
 BEAT_S = 10.0  # how often a worker records that its trial is alive
 STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
+STOPPED_BY_USER = "stopped from its run: this configuration is skipped, not run again"
+SWEEP_STOPPED = "the sweep was stopped"
 
 _storages: dict[str, Any] = {}
 
@@ -263,18 +270,45 @@ def reap_trials(study: optuna.Study) -> list[int]:
             dead = now - float(beat) > STALE_AFTER_S
         if not dead:
             continue
+        # Its run force-stopped from the run view (the worker killed with it): skip it.
+        skipped = (
+            not stopped
+            and who.get("host") == host
+            and _run_stopped_here(t.user_attrs.get("run_id"))
+        )
+        if skipped:
+            why = STOPPED_BY_USER
+        else:
+            why = f"interrupted: its worker process ({who.get('pid')} on {who.get('host')}) ended"
         with contextlib.suppress(Exception):  # another worker may fail it first
-            study._storage.set_trial_user_attr(
-                t._trial_id,
-                "error",
-                f"interrupted: its worker process ({who.get('pid')} on {who.get('host')}) ended",
+            st = study._storage
+            if skipped:
+                st.set_trial_user_attr(t._trial_id, "stopped_by_user", True)
+            st.set_trial_user_attr(t._trial_id, "error", why)
+            st.set_trial_user_attr(
+                t._trial_id, "run_status", "stopped" if skipped else "interrupted"
             )
-            study._storage.set_trial_user_attr(t._trial_id, "run_status", "interrupted")
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            if st.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 failed.append(t.number)
-                if not stopped:
+                if not stopped and not skipped:
                     requeue(study, t)
     return failed
+
+
+def _run_stopped_here(run_id: str | None) -> bool:
+    """Whether this machine's run store has ``run_id`` ended ``stopped`` (a Force stop)."""
+    from pipelines.runs.store import RunStore
+
+    if not run_id:
+        return False
+    try:
+        store = RunStore()
+        try:
+            return store.get_run(run_id).status == "stopped"
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - not in this store (another RUNS_DIR): a plain death
+        return False
 
 
 def requeue(study: optuna.Study, t) -> None:
@@ -313,6 +347,7 @@ def trial_dict(t) -> dict[str, Any]:
         "error": attrs.get("error"),
         "host": (attrs.get("worker") or {}).get("host"),
         "retry_of": attrs.get("retry_of"),
+        "stopped_by_user": bool(attrs.get("stopped_by_user")),
     }
 
 

@@ -14,7 +14,9 @@
    show it live), reports the epoch's objective as an intermediate value and asks the
    pruner; a pruned trial's run is asked to stop and ends ``pruned``, every row kept;
 4. tells the study how it ended: ``COMPLETE`` with the objective, ``PRUNED``, or ``FAIL``
-   (the run failed or was stopped; ``run_status`` and ``error`` say which and why).
+   (the run failed or was stopped; ``run_status`` and ``error`` say which and why). A run
+   stopped from outside the sweep (its Stop on the Runs page or the run view) marks the
+   trial ``stopped_by_user``: the configuration is skipped, not run again.
 
 The objective (:func:`objective`): ``best`` / ``final`` validation accuracy of the ImageNet
 arm (of the random arm where only that one trains), or ``gap``: ImageNet's best minus
@@ -34,6 +36,7 @@ from pipelines.errors import UserError
 from pipelines.runs import lifecycle
 from pipelines.runs.store import RunStore
 from pipelines.sweeps.space import Param, SweepSpec, point_text
+from pipelines.sweeps.study import STOPPED_BY_USER, SWEEP_STOPPED
 
 if TYPE_CHECKING:
     import optuna
@@ -154,6 +157,12 @@ def run_trial(
     trial.set_user_attr("curves", reporter.curves)
     if run.error:
         trial.set_user_attr("error", run.error)
+    if run.status == "stopped" and run.stop_requested:
+        if _sweep_stopped(study):
+            trial.set_user_attr("error", SWEEP_STOPPED)
+        else:  # its run's own Stop (Runs page, run view): a user skipped this configuration
+            trial.set_user_attr("stopped_by_user", True)
+            trial.set_user_attr("error", STOPPED_BY_USER)
     if run.status == "pruned":
         study.tell(trial, state=TrialState.PRUNED)
         return "PRUNED"
@@ -164,6 +173,11 @@ def run_trial(
         return "COMPLETE"
     study.tell(trial, state=TrialState.FAIL)
     return "FAIL"
+
+
+def _sweep_stopped(study: optuna.Study) -> bool:
+    """Whether the sweep was stopped (read afresh: a Stop may be seconds old)."""
+    return bool(study._storage.get_study_user_attrs(study._study_id).get("stopped"))
 
 
 class _SweepWatch(threading.Thread):

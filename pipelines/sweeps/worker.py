@@ -46,7 +46,7 @@ def work(
     from optuna.trial import TrialState
 
     from pipelines.runs.jobs import max_running_from_env
-    from pipelines.runs.pool import _between_runs, _warm_up
+    from pipelines.runs.pool import between_runs, warm_up
     from pipelines.sweeps.trial import run_trial
     from pipelines.training.boundary_cache import keep_depths
 
@@ -54,7 +54,7 @@ def work(
     limit = max_running or max_running_from_env()
     study = load_study(sweep_id, storage)
     spec = study_spec(study)
-    _warm_up()
+    warm_up()
     keep_depths(spec.fine_tuning_depths())  # the first feature pass stores every boundary
     leaving = threading.Event()
     done = 0
@@ -75,17 +75,23 @@ def work(
                 continue
             _say(f"trial {trial.number} starts")
             state = run_trial(study, trial, spec, store, limit, sweep_id)
-            _between_runs()
+            between_runs()
             done += 1
             _say(f"trial {trial.number}: {state}")
             if signals.signalled():
-                if state == "FAIL" and not load_study(sweep_id, storage).user_attrs.get("stopped"):
-                    requeue(study, study._storage.get_trial(trial._trial_id))
+                ended = study._storage.get_trial(trial._trial_id)
+                again = not ended.user_attrs.get("stopped_by_user")  # a user skipped it
+                if state == "FAIL" and again and not _sweep_stopped(sweep_id, storage):
+                    requeue(study, ended)
                 _say("leaving on a signal; its trial was stopped and waits for another worker")
                 break
             study = load_study(sweep_id, storage)
     _say(f"sweep worker {os.getpid()} leaves after {done} trial(s)")
     return done
+
+
+def _sweep_stopped(sweep_id: str, storage: str | None) -> bool:
+    return bool(load_study(sweep_id, storage).user_attrs.get("stopped"))
 
 
 def _say(message: str) -> None:
