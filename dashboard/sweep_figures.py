@@ -22,11 +22,12 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-STATES = ("COMPLETE", "RUNNING", "WAITING", "PRUNED", "FAIL")
+STATES = ("COMPLETE", "RUNNING", "WAITING", "PRUNED", "STOPPED", "FAIL")
 STATE_COLORS = {
     "RUNNING": "#A5D8FF",
     "WAITING": "#F1F3F5",
     "PRUNED": "#CED4DA",
+    "STOPPED": "#E9ECEF",
     "FAIL": "#FFC9C9",
 }
 STATE_MARKERS = {
@@ -34,6 +35,7 @@ STATE_MARKERS = {
     "RUNNING": ("circle-open", "#1C7ED6"),
     "WAITING": ("circle-open", "#ADB5BD"),
     "PRUNED": ("x-thin-open", "#495057"),
+    "STOPPED": ("square-open", "#868E96"),
     "FAIL": ("x", "#E03131"),
 }
 ARM_COLORS = {"imagenet": "#0F766E", "random": "#D9480F"}
@@ -56,6 +58,7 @@ SWEEP_LABELS: dict[str, str] = {
     "state.RUNNING": "running",
     "state.WAITING": "waiting",
     "state.PRUNED": "pruned",
+    "state.STOPPED": "stopped",
     "state.FAIL": "failed",
     "all": "all",
     "no_trials": "No trials yet",
@@ -68,8 +71,10 @@ def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def state_of(trial: Mapping[str, Any]) -> str:
-    """The trial's state as Optuna names it, upper case (``FAIL``, ``PRUNED``, ...)."""
-    return str(trial.get("state") or "WAITING").upper()
+    """The trial's state as Optuna names it, upper case (``FAIL``, ``PRUNED``, ...), except
+    ``STOPPED`` for a failed trial whose run a user stopped (skipped, not an error)."""
+    state = str(trial.get("state") or "WAITING").upper()
+    return "STOPPED" if state == "FAIL" and trial.get("stopped_by_user") else state
 
 
 def has_value(trial: Mapping[str, Any]) -> bool:
@@ -167,7 +172,7 @@ def _cell_text(trials: list[Mapping[str, Any]], objective: str, lab: Mapping[str
 
 def _cell_state(trials: list[Mapping[str, Any]]) -> str:
     states = {state_of(t) for t in trials}
-    for state in ("RUNNING", "WAITING", "PRUNED", "FAIL"):
+    for state in ("RUNNING", "WAITING", "PRUNED", "STOPPED", "FAIL"):
         if state in states:
             return state
     return "WAITING"
@@ -310,7 +315,7 @@ def _scatter_map(
             name=lab[f"objective.{objective}"],
         )
     )
-    for state in ("RUNNING", "WAITING", "PRUNED", "FAIL"):
+    for state in ("RUNNING", "WAITING", "PRUNED", "STOPPED", "FAIL"):
         members = [t for t in trials if state_of(t) == state and not has_value(t)]
         if not members:
             continue
@@ -576,7 +581,7 @@ def trial_curves(
     legend_done: set[str] = set()
     for n, t in enumerate(shown):
         row, col = n // columns + 1, n % columns + 1
-        faded = state_of(t) in ("PRUNED", "FAIL")
+        faded = state_of(t) in ("PRUNED", "STOPPED", "FAIL")
         for arm, values in (t.get("curves") or {}).items():
             ys = [v for v in values or []]
             if not ys:

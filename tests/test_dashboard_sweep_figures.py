@@ -165,6 +165,21 @@ def test_history_marks_states_and_draws_the_best_so_far():
     assert by_name["failed"].marker.symbol == "x"
 
 
+def test_a_trial_a_user_stopped_reads_stopped_not_failed():
+    stopped = {
+        **trial(1, "FAIL", phase2__unfreeze_blocks=2, phase1__lr=1e-4),
+        "stopped_by_user": True,
+    }
+    failed = trial(2, "FAIL", phase2__unfreeze_blocks=0, phase1__lr=1e-4)
+    assert sf.state_of(stopped) == "STOPPED" and sf.state_of(failed) == "FAIL"
+    by_name = {d.name: d for d in sf.history([trial(0, value=0.7), stopped, failed]).data[1:]}
+    assert set(by_name) == {"complete", "stopped", "failed"}
+    assert by_name["stopped"].marker.symbol != by_name["failed"].marker.symbol
+    fig = sf.heat_map([stopped, failed], LR, BLOCKS)
+    assert cell(fig, 1, "0.0001", "2")[1] == "stopped"
+    assert cell(fig, 1, "0.0001", "0")[1] == "failed"
+
+
 def test_one_param_and_small_multiples():
     trials = [
         trial(0, value=0.7, curves={"imagenet": [0.6, 0.7], "random": [0.5, 0.5]}, seed=0),

@@ -45,6 +45,7 @@ STATE_BADGES = {
     "RUNNING": "blue",
     "WAITING": "gray",
     "PRUNED": "orange",
+    "STOPPED": "gray",
     "FAIL": "red",
 }
 SWEEP_BADGES = {"running": "blue", "stopping": "orange", "stopped": "orange", "finished": "green"}
@@ -107,7 +108,6 @@ def _header(snap: Snapshot) -> None:
     counts: dict[str, int] = {}
     for trial in snap.trials:
         counts[figures.state_of(trial)] = counts.get(figures.state_of(trial), 0) + 1
-    skipped = sum(bool(trial.get("stopped_by_user")) for trial in snap.trials)
     left, right = st.columns([4, 1], vertical_alignment="center")
     with left:
         st.markdown(
@@ -134,11 +134,8 @@ def _header(snap: Snapshot) -> None:
     if killed:
         st.info(killed, icon=":material/dangerous:")
     budget = spec.budget()
-    done = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
-    counts["FAIL"] = counts.get("FAIL", 0) - skipped  # skipped by a user: said apart
+    done = sum(counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "STOPPED", "FAIL"))
     shown = [f"{t(f'sweep.fig.state.{s}')} {counts[s]}" for s in figures.STATES if counts.get(s)]
-    if skipped:
-        shown.append(f"{t('sweep.trial.stopped')} {skipped}")
     st.progress(
         min(done / max(budget, 1), 1.0),
         text=" · ".join([t("sweep.live.progress", done=done, total=budget), *shown]),
@@ -279,11 +276,7 @@ def trials_frame(snap: Snapshot) -> pd.DataFrame:
         state_name = figures.state_of(trial)
         value = trial.get("value") if figures.has_value(trial) else None
         so_far = figures.partial_value(trial, snap.spec.objective)
-        shown = (
-            t("sweep.trial.stopped")
-            if trial.get("stopped_by_user")
-            else t(f"sweep.fig.state.{state_name}")
-        )
+        shown = t(f"sweep.fig.state.{state_name}")
         row: dict[str, Any] = {
             "trial": int(trial["number"]),
             "state": shown,

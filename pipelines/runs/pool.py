@@ -197,7 +197,7 @@ def serve(
                     time.sleep(IDLE_POLL_S)
                     continue
                 lifecycle.pool_worker_state(store, pid, run_id, runs_done, _rss_mb())
-                with _output_to(store.artefact_dir(run_id) / WORKER_LOG):
+                with output_to(store.artefact_dir(run_id) / WORKER_LOG):
                     try:
                         run_worker(run_id, store, limit, echo=True)
                     except UserError as e:  # refused before the claim: nothing recorded
@@ -264,7 +264,7 @@ def _log(message: str) -> None:
 
 
 @contextmanager
-def _output_to(path: Path) -> Iterator[None]:
+def output_to(path: Path) -> Iterator[None]:
     """This process's stdout and stderr (file descriptors 1 and 2, so TensorFlow's own
     output too) appended to ``path`` for the block; unchanged if it can't be opened."""
     try:

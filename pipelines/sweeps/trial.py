@@ -125,7 +125,7 @@ def run_trial(
     was told (``COMPLETE``, ``PRUNED``, ``FAIL``)."""
     from optuna.trial import TrialState
 
-    from pipelines.runs.pool import WORKER_LOG, _output_to
+    from pipelines.runs.pool import WORKER_LOG, output_to
     from pipelines.runs.worker import run_worker
     from pipelines.training.preflight import check_experiment
 
@@ -144,7 +144,7 @@ def run_trial(
     watch = _SweepWatch(study, trial, store, run_id)
     watch.start()
     try:
-        with _output_to(store.artefact_dir(run_id) / WORKER_LOG):
+        with output_to(store.artefact_dir(run_id) / WORKER_LOG):
             try:
                 run_worker(run_id, reporter, max_running, echo=True, pruned=lambda: reporter.pruned)
             except UserError as e:  # refused before its claim: nothing recorded in the run
