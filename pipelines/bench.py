@@ -24,6 +24,14 @@ finetune_epoch_ratio            engine fine-tuning run (no feature-extraction ep
                                 loading, splitting, building the backbone and the bottom
                                 pass spread over them / plain frozen wall seconds per epoch
 finetune_epoch_warm_ratio       the same fine-tuning run again (boundary cache on disk)
+finetune_epoch_seminar_ratio    the seminar's way (feature extraction, then fine-tuning, in
+                                one run, empty caches): the last feature-extraction epoch
+                                row to the last fine-tuning epoch row, over the fine-tuning
+                                epochs / plain frozen wall seconds per epoch. The feature
+                                pass keeps the boundary, so no bottom pass runs here; what
+                                keeping it costs the feature-extraction phase is in
+                                ``seconds`` (``engine_seminar_phase1`` against
+                                ``engine_cold_phase1``)
 scratch_epoch_ratio             engine ``scratch`` random arm, wall between its last two
                                 epoch rows / plain ``--mode scratch``, last epoch
 memory_ratio                    engine experiment with both arms, peak RSS of the process
@@ -38,6 +46,13 @@ sweep_ratio                     a grid sweep (:data:`SWEEP_GRID`, 3 x 4 configs 
                                 pipelines train`` processes, summed (both engine; each
                                 side on its own empty feature cache:
                                 :func:`measure_sweep`)
+hydra_ratio                     ``hydra=shared`` on a two-task data set (the chest
+                                X-rays' two tasks, :data:`HYDRA_SETS`: 160 px, 200 images
+                                per combination of labels, both arms, 3 + 1 epochs) /
+                                ``hydra=separate``: the wall time each run measured
+                                itself (its summary's ``cost``), each a ``train`` process
+                                on its own empty caches (:func:`measure_hydra`). Skipped
+                                (``None``, not valid) where that data set is absent
 ==============================  ======================================================
 
 Each figure comes from ``repeats`` interleaved repetitions (engine, plain, plain, engine,
@@ -80,10 +95,12 @@ FIGURES = (
     "feature_extraction_warm_pool_ratio",
     "finetune_epoch_ratio",
     "finetune_epoch_warm_ratio",
+    "finetune_epoch_seminar_ratio",
     "scratch_epoch_ratio",
     "memory_ratio",
     "start_to_first_epoch_s",
     "sweep_ratio",
+    "hydra_ratio",
 )
 ACCURACY_FIGURES = (
     "feature_extraction_cold_ratio",
@@ -95,6 +112,10 @@ FINETUNE_BLOCKS = 2  # the seminar preset's depth (ExperimentConfig().phase2.unf
 # Lite0, 3 + 1 epochs, phase2.unfreeze_blocks x phase1.lr).
 SWEEP_GRID = ("phase2.unfreeze_blocks=1,2,3", "phase1.lr=1e-4,3e-4,1e-3,3e-3")
 SWEEP_SETS = ("train_per_class=100", "image_size=160", "phase1.epochs=3", "phase2.epochs=1")
+# The HydraNet figure's data set and settings (the issue's: the chest X-rays' two tasks,
+# 160 px, both arms, 3 + 1 epochs; 200 images per combination of labels keeps it short).
+HYDRA_DATASET = "chest_xray_pneumonia_tasks"
+HYDRA_SETS = ("image_size=160", "phase1.epochs=3", "phase2.epochs=1", "train_per_class=200")
 
 
 def _measure(cmd: list[str], env: dict[str, str], timeout: float) -> dict:
@@ -259,6 +280,48 @@ def measure_sweep(
     return out
 
 
+def measure_hydra(
+    fixed: list[str],
+    env: dict[str, str],
+    work: Path,
+    timeout: float,
+    *,
+    shared_first: bool,
+    say=lambda message: None,
+) -> dict:
+    """The HydraNet figure's two sides, in the order ``shared_first`` says: ``python -m
+    pipelines train`` with ``fixed`` and ``hydra=shared``, then ``hydra=separate`` (or the
+    other way round), each on its own empty runs folder and caches under ``work``. Returns
+    per side (``shared``, ``separate``): ``run_wall_s`` (the run's own measured wall time,
+    its summary's ``cost``, as the cost panel shows it), ``process_wall_s`` (process start
+    to exit: also Python and TensorFlow's import), ``peak_rss_mb`` and ``val_accuracy``
+    (``{task: {arm: final accuracy}}``)."""
+    out: dict = {}
+    for mode in ("shared", "separate") if shared_first else ("separate", "shared"):
+        say(f"engine, HydraNet {mode}, two tasks, cold cache")
+        side_env = {
+            **env,
+            "FEATURE_CACHE_DIR": str(work / f"features-{mode}"),
+            "RUNS_DIR": str(work / f"runs-{mode}"),
+        }
+        cmd = [sys.executable, "-m", "pipelines", "train", "--json"]
+        for item in [*fixed, f"hydra={mode}"]:
+            cmd += ["--set", item]
+        result = _measure(cmd, side_env, timeout)
+        arms = result["out"]["arms"]
+        tasks = next(iter(arms.values()))["tasks"]
+        out[mode] = {
+            "run_wall_s": result["out"]["cost"]["wall_s"],
+            "process_wall_s": result["wall_s"],
+            "peak_rss_mb": result["peak_rss_mb"],
+            "val_accuracy": {
+                task: {arm: a["tasks"][task]["final_val_accuracy"] for arm, a in arms.items()}
+                for task in tasks
+            },
+        }
+    return out
+
+
 @contextlib.contextmanager
 def _environ(env: dict[str, str]):
     """``os.environ`` set to ``env`` for the duration (the job manager passes it on)."""
@@ -316,11 +379,15 @@ def run_bench(
     timeout: float = 1800,
     sweep_grid: tuple[str, ...] = SWEEP_GRID,
     sweep_sets: tuple[str, ...] = SWEEP_SETS,
+    hydra_dataset: str | None = HYDRA_DATASET,
+    hydra_sets: tuple[str, ...] = HYDRA_SETS,
     say=lambda message: None,
 ) -> dict:
     """Run every measurement ``repeats`` times, interleaved, and report the medians.
     ``sweep_grid``/``sweep_sets``: the sweep figure's grid and fixed settings (on top of the
-    data set, Lite0 and ``batch_size``)."""
+    data set, Lite0 and ``batch_size``); ``hydra_dataset``/``hydra_sets``: the HydraNet
+    figure's two-task data set (None, or one that can't be found: the figure is skipped
+    and ``messages`` says why) and settings."""
     from pipelines.data import resolve_source
 
     if repeats < 1:
@@ -335,6 +402,13 @@ def run_bench(
     if accuracy_target is None:
         accuracy_target = ACCURACY_TARGETS.get(dataset)
     data = resolve_source(dataset).root
+    hydra_data, hydra_skipped = None, "no two-task data set given"
+    if hydra_dataset is not None:
+        try:
+            resolve_source(hydra_dataset)  # there? (the run resolves it itself, tasks too)
+            hydra_data = hydra_dataset
+        except UserError as e:
+            hydra_skipped = str(e)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     env = _environment(work)
     if train_per_class:  # the smoke test's tiny version: a subset folder for both sides
@@ -369,6 +443,15 @@ def run_bench(
             grid=sweep_grid,
             say=say,
         )
+        if hydra_data is not None:
+            rep["hydra"] = measure_hydra(
+                [f"dataset={hydra_data}", "backbone=efficientnet_lite0", *hydra_sets],
+                env,
+                work / f"rep{i}" / "hydra",
+                timeout,
+                shared_first=engine_first,
+                say=say,
+            )
         rep["engine_first"] = engine_first
         reps.append(rep)
 
@@ -388,8 +471,11 @@ def run_bench(
             "accuracy_target": accuracy_target,
             "sweep_grid": list(sweep_grid),
             "sweep_sets": list(sweep_sets),
+            "hydra_dataset": hydra_dataset if hydra_data is not None else None,
+            "hydra_sets": list(hydra_sets),
         },
         reps,
+        [] if hydra_data is not None else [f"hydra_ratio: not measured ({hydra_skipped})"],
     )
 
 
@@ -456,6 +542,11 @@ class _Bench:
             f"phase2.epochs={plan.finetune_epochs}",
             f"phase2.unfreeze_blocks={FINETUNE_BLOCKS}",
         ]
+        seminar_sets = [
+            *fe_sets[:-1],
+            f"phase2.epochs={plan.finetune_epochs}",
+            f"phase2.unfreeze_blocks={FINETUNE_BLOCKS}",
+        ]
         scratch_sets = [
             self.dataset_set(),
             "backbone=efficientnet_lite0",
@@ -484,6 +575,8 @@ class _Bench:
         out["ft"] = self.engine(ft_sets, rep / "features-finetune")
         say(f"engine, fine-tuning the top {FINETUNE_BLOCKS} blocks, boundary on disk")
         out["ft_warm"] = self.engine(ft_sets, rep / "features-finetune")
+        say("engine, feature extraction then fine-tuning in one run, cold cache")
+        out["seminar"] = self.engine(seminar_sets, rep / "features-seminar")
         say("engine, random arm from scratch")
         out["scratch"] = self.engine(scratch_sets, rep / "features-scratch")
         say("engine, both arms (memory), cold cache")
@@ -521,6 +614,20 @@ def epoch_walls(result: dict, phase: str | None = None, arm: str | None = None) 
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
+def phase_end(result: dict, phase: str) -> float:
+    """Seconds from the run's first event to its last epoch row of ``phase``."""
+    last = max(float(r["time"]) for r in result["curves"] if r["phase"] == phase)
+    return last - result["first_event_time"]
+
+
+def epoch_walls_after(result: dict, before: str, phase: str) -> list[float]:
+    """Wall seconds of each ``phase`` epoch, the first from the last epoch row of phase
+    ``before`` (what ``phase`` adds to a run that did ``before`` first)."""
+    start = result["first_event_time"] + phase_end(result, before)
+    times = [start, *(float(r["time"]) for r in result["curves"] if r["phase"] == phase)]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
 def _rep_figures(rep: dict) -> dict:
     """One repetition's figures (ratios within the repetition) and the seconds behind them."""
     plain_frozen, plain_scratch = rep["plain_frozen"], rep["plain_scratch"]
@@ -530,6 +637,8 @@ def _rep_figures(rep: dict) -> dict:
     ft_warm_epochs = epoch_walls(rep["ft_warm"], "fine_tuning")
     ft_per_epoch = sum(ft_epochs) / len(ft_epochs)
     ft_warm_per_epoch = sum(ft_warm_epochs) / len(ft_warm_epochs)
+    seminar_epochs = epoch_walls_after(rep["seminar"], "feature_extraction", "fine_tuning")
+    seminar_per_epoch = sum(seminar_epochs) / len(seminar_epochs)
     scratch_epochs = epoch_walls(rep["scratch"], arm="random")
     plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]
     figures = {
@@ -539,10 +648,12 @@ def _rep_figures(rep: dict) -> dict:
         / plain_frozen["wall_s"],
         "finetune_epoch_ratio": ft_per_epoch / plain_epoch,
         "finetune_epoch_warm_ratio": ft_warm_per_epoch / plain_epoch,
+        "finetune_epoch_seminar_ratio": seminar_per_epoch / plain_epoch,
         "scratch_epoch_ratio": scratch_epochs[-1] / plain_scratch_epoch,
         "memory_ratio": rep["both"]["peak_rss_mb"] / plain_frozen["peak_rss_mb"],
         "start_to_first_epoch_s": rep["submitted"]["start_to_first_epoch_s"],
         "sweep_ratio": rep["sweep"]["sweep_wall_s"] / rep["sweep"]["separate_wall_s"],
+        "hydra_ratio": None,
     }
     seconds = {
         "plain_frozen_wall": plain_frozen["wall_s"],
@@ -557,17 +668,29 @@ def _rep_figures(rep: dict) -> dict:
         "engine_finetune_per_epoch": ft_per_epoch,
         "engine_finetune_warm_epochs": ft_warm_epochs,
         "engine_finetune_warm_per_epoch": ft_warm_per_epoch,
+        "engine_seminar_finetune_epochs": seminar_epochs,
+        "engine_seminar_finetune_per_epoch": seminar_per_epoch,
+        "engine_seminar_phase1": phase_end(rep["seminar"], "feature_extraction"),
+        "engine_cold_phase1": phase_end(rep["cold"], "feature_extraction"),
         "plain_scratch_epochs": plain_scratch["out"]["epoch_s"],
         "engine_scratch_epochs": scratch_epochs,
         "engine_submitted_to_completed": rep["submitted"]["start_to_completed_s"],
         "engine_sweep_wall": rep["sweep"]["sweep_wall_s"],
         "engine_separate_trains_wall": rep["sweep"]["separate_wall_s"],
     }
+    if (hydra := rep.get("hydra")) is not None:
+        shared, separate = hydra["shared"], hydra["separate"]
+        figures["hydra_ratio"] = shared["run_wall_s"] / separate["run_wall_s"]
+        for mode, side in hydra.items():
+            seconds[f"hydra_{mode}_run_wall"] = side["run_wall_s"]
+            seconds[f"hydra_{mode}_process_wall"] = side["process_wall_s"]
     megabytes = {
         "plain_frozen_peak_rss": plain_frozen["peak_rss_mb"],
         "engine_both_arms_peak_rss": rep["both"]["peak_rss_mb"],
         "engine_cold_peak_rss": rep["cold"]["peak_rss_mb"],
     }
+    if hydra is not None:
+        megabytes.update({f"hydra_{m}_peak_rss": side["peak_rss_mb"] for m, side in hydra.items()})
 
     def final(result: dict, arm: str = "imagenet"):
         return result["summary"]["arms"][arm]["final_val_accuracy"]
@@ -581,6 +704,8 @@ def _rep_figures(rep: dict) -> dict:
             a: v["final_val_accuracy"] for a, v in rep["both"]["summary"]["arms"].items()
         },
     }
+    if hydra is not None:
+        accuracy["hydra"] = {mode: side["val_accuracy"] for mode, side in hydra.items()}
     return {
         "figures": figures,
         "seconds": seconds,
@@ -598,24 +723,33 @@ def _median(values: list):
     return round(statistics.median(values), 3)
 
 
-def _report(bench_settings: dict, reps: list[dict]) -> dict:
+def _report(bench_settings: dict, reps: list[dict], notes: list[str] = ()) -> dict:
     """The figures' medians over the repetitions, their spread (min-max), validity, and the
-    seconds, megabytes and accuracies behind them (medians; per repetition too)."""
+    seconds, megabytes and accuracies behind them (medians; per repetition too). A figure
+    not measured (None) has median and spread None, is not valid, and ``notes`` says why."""
     per_rep = [_rep_figures(rep) for rep in reps]
     figures = {f: [p["figures"][f] for p in per_rep] for f in FIGURES}
     valid, messages = _validity(bench_settings["accuracy_target"], per_rep, figures)
+    messages = [*notes, *messages]
+    measured = {f: v for f, v in figures.items() if None not in v}
     seconds = _median([p["seconds"] for p in per_rep])
     accuracy = {
         key: min(p["val_accuracy"][key] for p in per_rep)
         for key in ("plain_frozen", "engine_cold", "engine_warm", "engine_submitted")
     }
     accuracy["engine_both_arms"] = _median([p["val_accuracy"]["engine_both_arms"] for p in per_rep])
+    if "hydra" in per_rep[0]["val_accuracy"]:
+        accuracy["hydra"] = _median([p["val_accuracy"]["hydra"] for p in per_rep])
     return {
         "machine": machine(),
         "cores": cores(),
         "settings": bench_settings,
-        **{f: round(statistics.median(v), 3) for f, v in figures.items()},
-        "spread": {f: [round(min(v), 3), round(max(v), 3)] for f, v in figures.items()},
+        **{f: None for f in figures},
+        **{f: round(statistics.median(v), 3) for f, v in measured.items()},
+        "spread": {
+            f: [round(min(v), 3), round(max(v), 3)] if f in measured else None
+            for f, v in figures.items()
+        },
         "spread_kind": "min-max over the repetitions",
         "valid": valid,
         "messages": messages,
@@ -635,6 +769,9 @@ def _validity(target: float | None, per_rep: list[dict], figures: dict) -> tuple
     figures only if each engine run behind them reached ``target`` (lowest accuracies)."""
     valid, messages = {}, []
     for figure, values in figures.items():
+        if None in values:  # not measured: _report's notes say why
+            valid[figure] = False
+            continue
         valid[figure] = all(math.isfinite(v) and v > 0 for v in values)
         if not valid[figure]:
             messages.append(f"{figure}: a repetition measured {values}, not a positive time")

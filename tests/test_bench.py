@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import bench
 from pipelines.errors import UserError
+from tests.conftest_hydra import make_two_task_folder
 
 PLAIN_WALLS = [20.0, 40.0, 10.0]  # per repetition: the cold ratios are 0.25, 0.125, 0.5
 
@@ -40,6 +41,13 @@ def measured(monkeypatch, tmp_path):
             ]
         elif "phase1.epochs=0" in sets:  # fine-tuning: 3 s to the first row, 1 s to the next
             rows = [("imagenet", "fine_tuning", 103.0), ("imagenet", "fine_tuning", 104.0)]
+        elif "arms=imagenet" in sets and "phase2.epochs=0" not in sets:  # the seminar's way
+            rows = [
+                ("imagenet", "feature_extraction", 101.0),
+                ("imagenet", "feature_extraction", 102.0),
+                ("imagenet", "fine_tuning", 102.5),
+                ("imagenet", "fine_tuning", 103.5),
+            ]
         else:
             rows = [("imagenet", "feature_extraction", 101.0)]
         curves = [{"arm": a, "phase": p, "time": t} for a, p, t in rows]
@@ -62,7 +70,18 @@ def measured(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "_measure", measure)
     monkeypatch.setattr(bench, "_engine", engine)
+
+    def hydra(fixed, env, work, timeout, *, shared_first, say):
+        calls.append(("hydra", fixed, str(work)))
+        tasks = {"a": {"imagenet": 0.9, "random": 0.5}}
+        return {
+            mode: {"run_wall_s": wall, "process_wall_s": wall + 5, "peak_rss_mb": 1000.0}
+            | {"val_accuracy": tasks}
+            for mode, wall in (("shared", 12.0), ("separate", 20.0))
+        }
+
     monkeypatch.setattr(bench, "measure_sweep", sweep)
+    monkeypatch.setattr(bench, "measure_hydra", hydra)
     monkeypatch.setattr(bench, "submit_for_first_epoch", submit)
     monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: str(tmp_path / "work"))
     monkeypatch.setattr(
@@ -82,20 +101,28 @@ def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_pat
         assert cmd[cmd.index("--handle") + 1] == "/lite0" and "/hoh" in cmd
         assert cmd[cmd.index("--image-size") + 1] == "64"
         assert cmd[cmd.index("--batch-size") + 1] == "8"
-    assert len(engine) == 6 and engine[0][1] == engine[1][1]  # cold, then warm: same run
+    assert len(engine) == 7 and engine[0][1] == engine[1][1]  # cold, then warm: same run
     assert engine[2][1] == engine[3][1]  # fine-tuning, then again with the boundary on disk
     assert "phase2.epochs=2" in engine[2][1]  # the seminar preset's fine-tuning epochs
+    seminar = set(engine[4][1])  # feature extraction then fine-tuning, one run
+    assert {"phase1.epochs=2", "phase2.epochs=2", "arms=imagenet"} <= seminar
+    assert set(engine[2][1]) - seminar == {"phase1.epochs=0"}  # otherwise the fine-tuning run
     for _, sets, _ in engine:
         assert {"dataset=/hoh", "image_size=64", "batch_size=8"} <= set(sets)
     rep = tmp_path / "work" / "rep0"
     caches = [cache for _, _, cache in engine]
     assert caches[:2] == [str(rep / "features")] * 2
     assert caches[2:4] == [str(rep / "features-finetune")] * 2
-    assert caches[5] == str(rep / "features-memory")  # both arms: a cold cache
+    assert caches[4] == str(rep / "features-seminar")  # a cold cache of its own
+    assert caches[6] == str(rep / "features-memory")  # both arms: a cold cache
     submitted = [c for c in measured if c[0] == "submit"]
     assert submitted == [("submit", engine[0][1], str(rep / "features"))]  # a warm cache
     assert result["feature_extraction_cold_ratio"] == 0.25  # 5 s / 20 s
     assert result["finetune_epoch_ratio"] == round((3.0 + 1.0) / 2 / 3.0, 3)  # rows, wall
+    # from the last feature-extraction row (102 s): 0.5 s and 1 s, per plain epoch of 3 s
+    assert result["finetune_epoch_seminar_ratio"] == 0.25
+    assert result["seconds"]["engine_seminar_phase1"] == 2.0
+    assert result["seconds"]["engine_cold_phase1"] == 1.0
     assert result["scratch_epoch_ratio"] == 0.75  # 1.5 s between rows / 2 s, the last epochs
     assert result["memory_ratio"] == 1.2
     assert result["start_to_first_epoch_s"] == 1.5
@@ -105,6 +132,30 @@ def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_pat
     assert len(sweeps) == 1 and {"dataset=/hoh", "batch_size=8"} <= set(sweeps[0][1])
     assert set(bench.SWEEP_SETS) <= set(sweeps[0][1])
     assert result["sweep_ratio"] == 0.3  # 30 s / 100 s
+    hydras = [c for c in measured if c[0] == "hydra"]
+    assert len(hydras) == 1 and "dataset=chest_xray_pneumonia_tasks" in hydras[0][1]
+    assert set(bench.HYDRA_SETS) <= set(hydras[0][1])
+    assert result["hydra_ratio"] == 0.6  # the runs' own wall: 12 s / 20 s
+    assert result["seconds"]["hydra_shared_process_wall"] == 17.0
+    assert result["val_accuracy"]["hydra"]["separate"] == {"a": {"imagenet": 0.9, "random": 0.5}}
+
+
+def test_without_the_two_task_data_set_the_hydra_figure_is_skipped_and_says_why(
+    measured, monkeypatch
+):
+    def resolve(name):
+        if name == bench.HYDRA_DATASET:
+            raise UserError("the chest X-rays are not in DATASETS_DIR")
+        return type("S", (), {"root": Path("/hoh")})
+
+    monkeypatch.setattr("pipelines.data.resolve_source", resolve)
+    result = bench.run_bench(baseline=Path(__file__), repeats=1, accuracy_target=0.5)
+    assert not [c for c in measured if c[0] == "hydra"]
+    assert result["hydra_ratio"] is None and result["spread"]["hydra_ratio"] is None
+    assert result["valid"]["hydra_ratio"] is False and result["valid"]["sweep_ratio"] is True
+    assert result["messages"] == [
+        "hydra_ratio: not measured (the chest X-rays are not in DATASETS_DIR)"
+    ]
 
 
 def test_measure_sweep_runs_one_sweep_and_each_config_alone(monkeypatch, tmp_path):
@@ -145,11 +196,39 @@ def test_measure_sweep_runs_one_sweep_and_each_config_alone(monkeypatch, tmp_pat
         assert caches == {str(tmp_path / "features-sweep"), str(tmp_path / "features-separate")}
 
 
+def test_measure_hydra_runs_shared_and_separate_each_on_its_own_caches(monkeypatch, tmp_path):
+    seen: list[tuple[list[str], dict]] = []
+
+    def measure(cmd, env, timeout):
+        seen.append((cmd, env))
+        mode = cmd[-1].split("=")[1]
+        task = {"final_val_accuracy": 0.75 if mode == "shared" else 0.7}
+        arms = {arm: {"tasks": {"x": task, "y": task}} for arm in ("imagenet", "random")}
+        out = {"arms": arms, "cost": {"wall_s": 10.0 if mode == "shared" else 18.0}}
+        return {"wall_s": 99.0, "peak_rss_mb": 1500.0, "out": out}
+
+    monkeypatch.setattr(bench, "_measure", measure)
+    for shared_first in (True, False):
+        seen.clear()
+        out = bench.measure_hydra(["dataset=d"], {}, tmp_path, 60, shared_first=shared_first)
+        modes = [cmd[-1] for cmd, _ in seen]
+        assert modes == (["hydra=shared", "hydra=separate"][:: 1 if shared_first else -1])
+        assert {env["FEATURE_CACHE_DIR"] for _, env in seen} == {
+            str(tmp_path / "features-shared"),
+            str(tmp_path / "features-separate"),
+        }
+        assert out["shared"]["run_wall_s"] == 10.0 and out["separate"]["run_wall_s"] == 18.0
+        assert out["shared"]["process_wall_s"] == 99.0
+        assert out["separate"]["val_accuracy"] == {
+            t: {"imagenet": 0.7, "random": 0.7} for t in ("x", "y")
+        }
+
+
 def test_repetitions_interleave_and_report_medians_with_their_spread(measured):
     result = bench.run_bench(baseline=Path(__file__), repeats=3)
     sides = []
     for kind, *_ in measured[1:]:  # after the backbones listing
-        if kind == "sweep":  # its own two sides, interleaved within (test_measure_sweep...)
+        if kind in ("sweep", "hydra"):  # their own two sides, interleaved within
             continue
         side = "plain" if kind == "plain" else "engine"
         if not sides or sides[-1] != side:
@@ -180,7 +259,7 @@ def test_a_missing_baseline_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
+def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle, tmp_path):
     """Every process for real, once each, on 2 x 12 generated images at 32 px."""
     result = bench.run_bench(
         dataset=tiny_data,
@@ -193,6 +272,8 @@ def test_the_whole_bench_on_tiny_data(tiny_data, lite0_handle):
         accuracy_target=0.0,
         sweep_grid=("phase1.lr=1e-3,1e-2",),
         sweep_sets=("phase1.epochs=1", "phase2.epochs=0"),
+        hydra_dataset=str(make_two_task_folder(tmp_path / "two", validation=12)),
+        hydra_sets=("image_size=32", "batch_size=8", "phase1.epochs=1", "phase2.epochs=1"),
     )
     for figure in bench.FIGURES:
         value, (low, high) = result[figure], result["spread"][figure]
