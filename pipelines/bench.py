@@ -386,8 +386,9 @@ def run_bench(
     """Run every measurement ``repeats`` times, interleaved, and report the medians.
     ``sweep_grid``/``sweep_sets``: the sweep figure's grid and fixed settings (on top of the
     data set, Lite0 and ``batch_size``); ``hydra_dataset``/``hydra_sets``: the HydraNet
-    figure's two-task data set (None, or one that can't be found: the figure is skipped
-    and ``messages`` says why) and settings."""
+    figure's two-task data set (None, or the default one where it can't be found: the figure
+    is skipped and ``messages`` says why; another one that can't be found is refused) and
+    settings."""
     from pipelines.data import resolve_source
 
     if repeats < 1:
@@ -408,7 +409,9 @@ def run_bench(
             resolve_source(hydra_dataset)  # there? (the run resolves it itself, tasks too)
             hydra_data = hydra_dataset
         except UserError as e:
-            hydra_skipped = str(e)
+            if hydra_dataset != HYDRA_DATASET:  # named on purpose: refuse before an hour
+                raise UserError(f"the HydraNet figure's data set: {e}") from None
+            hydra_skipped = str(e)  # the default may be absent: skip the figure, say why
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     env = _environment(work)
     if train_per_class:  # the smoke test's tiny version: a subset folder for both sides
@@ -601,30 +604,26 @@ class _Bench:
         ]
 
 
-def epoch_walls(result: dict, phase: str | None = None, arm: str | None = None) -> list[float]:
-    """Wall seconds of each epoch as the store saw them: between consecutive epoch rows of
-    ``arm`` in ``phase`` (None: any), the first from the run's first event (everything
-    before it: loading, building, caches)."""
-    rows = [
-        r
-        for r in result["curves"]
-        if (phase is None or r["phase"] == phase) and (arm is None or r["arm"] == arm)
-    ]
-    times = [result["first_event_time"], *(float(r["time"]) for r in rows)]
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
-
-
 def phase_end(result: dict, phase: str) -> float:
     """Seconds from the run's first event to its last epoch row of ``phase``."""
     last = max(float(r["time"]) for r in result["curves"] if r["phase"] == phase)
     return last - result["first_event_time"]
 
 
-def epoch_walls_after(result: dict, before: str, phase: str) -> list[float]:
-    """Wall seconds of each ``phase`` epoch, the first from the last epoch row of phase
-    ``before`` (what ``phase`` adds to a run that did ``before`` first)."""
-    start = result["first_event_time"] + phase_end(result, before)
-    times = [start, *(float(r["time"]) for r in result["curves"] if r["phase"] == phase)]
+def epoch_walls(
+    result: dict, phase: str | None = None, arm: str | None = None, *, after: str | None = None
+) -> list[float]:
+    """Wall seconds of each epoch as the store saw them: between consecutive epoch rows of
+    ``arm`` in ``phase`` (None: any), the first from the run's first event (everything
+    before it: loading, building, caches), or, with ``after``, from the last epoch row of
+    that earlier phase (what ``phase`` adds to a run that did ``after`` first)."""
+    rows = [
+        r
+        for r in result["curves"]
+        if (phase is None or r["phase"] == phase) and (arm is None or r["arm"] == arm)
+    ]
+    start = result["first_event_time"] + (phase_end(result, after) if after else 0.0)
+    times = [start, *(float(r["time"]) for r in rows)]
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
 
@@ -637,7 +636,7 @@ def _rep_figures(rep: dict) -> dict:
     ft_warm_epochs = epoch_walls(rep["ft_warm"], "fine_tuning")
     ft_per_epoch = sum(ft_epochs) / len(ft_epochs)
     ft_warm_per_epoch = sum(ft_warm_epochs) / len(ft_warm_epochs)
-    seminar_epochs = epoch_walls_after(rep["seminar"], "feature_extraction", "fine_tuning")
+    seminar_epochs = epoch_walls(rep["seminar"], "fine_tuning", after="feature_extraction")
     seminar_per_epoch = sum(seminar_epochs) / len(seminar_epochs)
     scratch_epochs = epoch_walls(rep["scratch"], arm="random")
     plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]

@@ -3,6 +3,7 @@ computes the figures, their medians and spread; then (slow) the whole bench on t
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -251,6 +252,57 @@ def test_an_accuracy_below_the_target_invalidates_the_feature_extraction_figures
     assert any("below the target 0.99" in m for m in result["messages"])
     lenient = bench.run_bench(baseline=Path(__file__), repeats=1, accuracy_target=0.5)
     assert all(lenient["valid"].values()) and lenient["messages"] == []
+
+
+def test_a_named_two_task_data_set_that_is_missing_is_refused_before_anything_runs(
+    measured, monkeypatch
+):
+    def resolve(name):
+        if name == "my_tasks":
+            raise UserError("'my_tasks' is not a folder or zip here")
+        return type("S", (), {"root": Path("/hoh")})
+
+    monkeypatch.setattr("pipelines.data.resolve_source", resolve)
+    with pytest.raises(UserError, match="HydraNet figure's data set: 'my_tasks' is not"):
+        bench.run_bench(baseline=Path(__file__), repeats=1, hydra_dataset="my_tasks")
+    assert measured == []  # not even the backbone listing
+
+
+def test_the_cli_passes_hydra_dataset_none_and_prints_a_skipped_figure(monkeypatch, capsys):
+    from pipelines.commands import bench as command
+
+    seen = {}
+
+    def fake_run_bench(**kwargs):
+        seen.update(kwargs)
+        figures = {f: 0.1 for f in bench.FIGURES} | {"hydra_ratio": None, "sweep_ratio": 0.7}
+        return {
+            "machine": "m",
+            "cores": {},
+            "settings": {"repeats": 1},
+            **figures,
+            "spread": {f: None if v is None else [v, v] for f, v in figures.items()},
+            "valid": {f: v is not None for f, v in figures.items()},
+            "messages": ["hydra_ratio: not measured (no two-task data set given)"],
+            "imagenet_val_accuracy": 1.0,
+            "seconds": {},
+            "megabytes": {},
+        }
+
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--hydra-dataset", "none"])
+    assert command.run(args) == 0
+    assert seen["hydra_dataset"] is None
+    out = capsys.readouterr().out
+    assert [line.split()[-2:] for line in out.splitlines() if line.startswith("hydra_ratio ")] == [
+        ["not", "measured"]
+    ]
+    assert [line.split()[-1] for line in out.splitlines() if line.startswith("sweep_ratio ")] == [
+        "MISSED"
+    ]
+    assert "hydra_ratio: not measured (no two-task data set given)" in out
 
 
 def test_a_missing_baseline_is_refused(tmp_path):
