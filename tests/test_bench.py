@@ -53,12 +53,15 @@ def measured(monkeypatch, tmp_path):
             rows = [("imagenet", "feature_extraction", 101.0)]
         curves = [{"arm": a, "phase": p, "time": t} for a, p, t in rows]
         summary = {"arms": arms}
+        events = [(100.0, "started"), (100.4, bench.PREPARING["feature_extraction"])]
         return {
             "wall_s": 5.0,
             "peak_rss_mb": 1200.0,
             "summary": summary,
             "curves": curves,
+            "events": events,
             "first_event_time": 100.0,
+            "out": {"run_id": "r"},
         }
 
     def submit(sets, env, timeout):
@@ -119,9 +122,14 @@ def test_both_sides_run_on_the_same_settings_and_ratios_follow(measured, tmp_pat
     submitted = [c for c in measured if c[0] == "submit"]
     assert submitted == [("submit", engine[0][1], str(rep / "features"))]  # a warm cache
     assert result["feature_extraction_cold_ratio"] == 0.25  # 5 s / 20 s
-    assert result["finetune_epoch_ratio"] == round((3.0 + 1.0) / 2 / 3.0, 3)  # rows, wall
-    # from the last feature-extraction row (102 s): 0.5 s and 1 s, per plain epoch of 3 s
-    assert result["finetune_epoch_seminar_ratio"] == 0.25
+    assert result["finetune_only_epoch_ratio"] == round((3.0 + 1.0) / 2 / 3.0, 3)  # rows
+    # the seminar's way, charged: set-up 0.4 s (to "preparing feature extraction"), keeping
+    # the boundary 1 s (phase 1 ended at 102 s, the cold run's at 101 s), fine-tuning 1.5 s
+    # (from the last feature-extraction row at 102 s); over 2 epochs, per plain epoch of 3 s
+    assert result["finetune_epoch_ratio"] == round((0.4 + 1.0 + 1.5) / 2 / 3.0, 3)
+    assert result["seconds"]["engine_seminar_setup"] == 0.4
+    assert result["seconds"]["engine_seminar_keep"] == 1.0
+    assert result["seconds"]["engine_seminar_finetune_phase"] == 1.5
     assert result["seconds"]["engine_seminar_phase1"] == 2.0
     assert result["seconds"]["engine_cold_phase1"] == 1.0
     assert result["scratch_epoch_ratio"] == 0.75  # 1.5 s between rows / 2 s, the last epochs
@@ -238,7 +246,8 @@ def test_repetitions_interleave_and_report_medians_with_their_spread(measured):
     assert [r["engine_first"] for r in result["repetitions"]] == [True, False, True]
     assert result["feature_extraction_cold_ratio"] == 0.25
     assert result["spread"]["feature_extraction_cold_ratio"] == [0.125, 0.5]
-    assert result["spread"]["finetune_epoch_ratio"] == [0.667, 0.667]
+    assert result["spread"]["finetune_epoch_ratio"] == [0.483, 0.483]
+    assert result["spread"]["finetune_only_epoch_ratio"] == [0.667, 0.667]
     assert result["settings"]["repeats"] == 3
     assert set(result["cores"]) == {"cpu_count", "affinity"}
 
@@ -302,6 +311,8 @@ def test_the_cli_passes_hydra_dataset_none_and_prints_a_skipped_figure(monkeypat
     assert [line.split()[-1] for line in out.splitlines() if line.startswith("sweep_ratio ")] == [
         "MISSED"
     ]
+    only = [line for line in out.splitlines() if line.startswith("finetune_only_epoch_ratio ")]
+    assert len(only) == 1 and only[0].endswith("-  (no target)")
     assert "hydra_ratio: not measured (no two-task data set given)" in out
 
 

@@ -16,13 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-TARGETS = {
+TARGETS: dict[str, float | None] = {
     "feature_extraction_cold_ratio": 0.22,
     "feature_extraction_warm_ratio": 0.05,
     "feature_extraction_warm_pool_ratio": 0.03,
     "finetune_epoch_ratio": 0.5,
     "finetune_epoch_warm_ratio": 0.25,
-    "finetune_epoch_seminar_ratio": 0.5,
+    "finetune_only_epoch_ratio": None,  # no target: bounded near 0.5 by the bottom's pass
     "scratch_epoch_ratio": 1.05,
     "memory_ratio": 1.5,
     "start_to_first_epoch_s": 2.0,
@@ -73,15 +73,18 @@ def run(args) -> int:
     print(f"repetitions: {result['settings']['repeats']} (median, min-max)")
     print(f"{'figure':30} {'median':>8} {'min':>8} {'max':>8} {'target':>7}")
     for key, target in TARGETS.items():
+        shown = "-" if target is None else f"{target:.2f}"
         if result[key] is None:
-            print(f"{key:30} {'-':>8} {'-':>8} {'-':>8} {target:7.2f}  not measured")
+            print(f"{key:30} {'-':>8} {'-':>8} {'-':>8} {shown:>7}  not measured")
             continue
         low, high = result["spread"][key]
         if not result["valid"][key]:
             verdict = "INVALID"
+        elif target is None:
+            verdict = "(no target)"
         else:
             verdict = "ok" if result[key] <= target else "MISSED"
-        print(f"{key:30} {result[key]:8.3f} {low:8.3f} {high:8.3f} {target:7.2f}  {verdict}")
+        print(f"{key:30} {result[key]:8.3f} {low:8.3f} {high:8.3f} {shown:>7}  {verdict}")
     for message in result["messages"]:
         print(message)
     print(f"imagenet val accuracy (cold run, lowest): {result['imagenet_val_accuracy']:.4f}")

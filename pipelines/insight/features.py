@@ -145,11 +145,10 @@ def initial_features(
 
 def backbone_pass(backbone, scaling: str, images: np.ndarray) -> np.ndarray:
     """``backbone`` in inference mode over uint8 ``images`` in batches, one traced graph."""
-    import tensorflow as tf
-
     from pipelines.backbones.pixels import scale_pixels
+    from pipelines.training.traced import one_graph
 
-    fn = tf.function(lambda x: backbone(x, training=False), reduce_retracing=True)
+    fn = one_graph(lambda x: backbone(x, training=False))
     outs = []
     for i in range(0, len(images), PASS_BATCH):
         outs.append(fn(scale_pixels(images[i : i + PASS_BATCH], scaling)).numpy())

@@ -24,6 +24,16 @@ ARMS = ("imagenet", "random")
 RANDOM_POLICIES = ("same", "scratch")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 HYDRA_MODES = ("shared", "separate")  # several tasks: one backbone + N heads, or N networks
+# The phases (``phase1``, ``phase2``) as the store, the log and the charts name them.
+PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
+# Logged as each phase's preparation begins (on a cold cache the run's longest wait; the
+# bench times the run's set-up up to the first one).
+PREPARING = {
+    "feature_extraction": "preparing feature extraction (each arm's features: from the "
+    "feature cache, or one backbone pass)",
+    "fine_tuning": "preparing fine-tuning (each arm's frozen-block activations: kept by the "
+    "feature pass, from the boundary cache, or one pass)",
+}
 MAX_LR = 10.0
 MAX_EPOCHS = 1000
 # The one image-size range (the form's bounds too). 32 px is the built-in EfficientNet-Lite

@@ -39,10 +39,15 @@ from pipelines import data as data_mod
 from pipelines.data.pipeline import epoch_order, image_batch
 from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
 from pipelines.training.arms import Arm, PhasePlan, StopRequested, _optimizer
-from pipelines.training.config import ExperimentConfig, validate_against
+from pipelines.training.config import (
+    PHASE_TITLES,
+    PREPARING,
+    ExperimentConfig,
+    validate_against,
+)
+from pipelines.training.traced import one_graph
 
 BATCH_LOG_EVERY_S = 0.5
-PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
 
 
 def build_heads(dim: int, tasks: list[tuple[str, int]], dropout: float, seed: int) -> keras.Model:
@@ -125,7 +130,7 @@ class HydraArm(Arm):
             )
             chosen = [v for v in variables if id(v) not in all_heads or id(v) in wanted]
 
-            @tf.function(reduce_retracing=True)
+            @one_graph
             def step(x, y):
                 with tf.GradientTape() as tape:
                     outs = net(x, training=True)
@@ -344,6 +349,7 @@ class _HydraLoop:
         return [n for g in self.groups for n in g]
 
     def run_phase(self, phase_name: str, epochs: int) -> bool:
+        self.store.log_event(self.run_id, PREPARING[phase_name])
         try:
             for net in self.networks:
                 plan = next(p for p in net.plans if p.name == phase_name)

@@ -34,10 +34,14 @@ from pipelines.data.pipeline import epoch_order, image_batch
 from pipelines.data.tasks import has_tasks
 from pipelines.numerics import balanced_accuracy, chance_accuracy, log_softmax, softmax
 from pipelines.training.arms import Arm, PhasePlan, StopRequested
-from pipelines.training.config import ExperimentConfig, validate_against
+from pipelines.training.config import (
+    PHASE_TITLES,
+    PREPARING,
+    ExperimentConfig,
+    validate_against,
+)
 
 BATCH_LOG_EVERY_S = 0.5  # batch rows at most this often per arm (and at every epoch end)
-PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine-tuning"}
 
 
 @dataclass
@@ -193,6 +197,7 @@ class _Loop:
     def run_phase(self, phase_name: str, epochs: int) -> bool:
         """Train ``epochs`` epochs of ``phase_name``; False if a stop was requested (after a
         training batch, or within a feature, boundary or validation pass)."""
+        self.store.log_event(self.run_id, PREPARING[phase_name])
         try:
             for s in self.arms:
                 self._start_phase(s, _plan(s, phase_name))
