@@ -14,7 +14,8 @@ def one_graph(fn: Callable) -> Callable:
     batch size (every pass's and epoch's short last batch): 0.2-0.6 s of tracing each on
     2 cores, for a fine-tuning step or a backbone pass. Here the first call's arguments fix
     each tensor's dtype and every dimension but the first; a call with other inner shapes
-    or dtypes is refused by TensorFlow (as with any ``input_signature``)."""
+    or dtypes is refused by TensorFlow (as with any ``input_signature``).
+    ``call.tracing_count()`` says how often it was traced (0 before the first call)."""
     traced: list = []
 
     def call(*args):
@@ -23,4 +24,5 @@ def one_graph(fn: Callable) -> Callable:
             traced.append(tf.function(fn, input_signature=spec))
         return traced[0](*args)
 
+    call.tracing_count = lambda: traced[0].experimental_get_tracing_count() if traced else 0
     return call
