@@ -29,10 +29,9 @@ PHASE_TITLES = {"feature_extraction": "feature extraction", "fine_tuning": "fine
 # Logged as each phase's preparation begins (on a cold cache the run's longest wait; the
 # bench times the run's set-up up to the first one).
 PREPARING = {
-    "feature_extraction": "preparing feature extraction (each arm's features: from the "
-    "feature cache, or one backbone pass)",
-    "fine_tuning": "preparing fine-tuning (each arm's frozen-block activations: kept by the "
-    "feature pass, from the boundary cache, or one pass)",
+    "feature_extraction": "preparing feature extraction (each arm's backbone features: read "
+    "from disk, or one pass over the images)",
+    "fine_tuning": "preparing fine-tuning (each arm's trainable blocks and what they take in)",
 }
 MAX_LR = 10.0
 MAX_EPOCHS = 1000
