@@ -653,14 +653,21 @@ def seminar_finetune_share(seminar: dict, cold: dict) -> dict:
     keeping the boundary activations added to phase 1 (``seminar``'s phase-1 wall minus
     ``cold``'s, the same feature extraction without fine-tuning; at least 0); ``phase``,
     the last feature-extraction epoch row to the last fine-tuning row (fine-tuning's own
-    preparation, epochs and validation); and ``total``."""
+    preparation, epochs and validation; ``epochs``: each epoch's wall); and ``total``."""
     setup = event_time(seminar, PREPARING["feature_extraction"]) - seminar["first_event_time"]
     keep = max(
         0.0,
         phase_end(seminar, "feature_extraction") - phase_end(cold, "feature_extraction"),
     )
-    phase = sum(epoch_walls(seminar, "fine_tuning", after="feature_extraction"))
-    return {"setup": setup, "keep": keep, "phase": phase, "total": setup + keep + phase}
+    epochs = epoch_walls(seminar, "fine_tuning", after="feature_extraction")
+    phase = sum(epochs)
+    return {
+        "setup": setup,
+        "keep": keep,
+        "phase": phase,
+        "epochs": epochs,
+        "total": setup + keep + phase,
+    }
 
 
 def _rep_figures(rep: dict) -> dict:
@@ -672,8 +679,8 @@ def _rep_figures(rep: dict) -> dict:
     ft_warm_epochs = epoch_walls(rep["ft_warm"], "fine_tuning")
     ft_per_epoch = sum(ft_epochs) / len(ft_epochs)
     ft_warm_per_epoch = sum(ft_warm_epochs) / len(ft_warm_epochs)
-    seminar_epochs = epoch_walls(rep["seminar"], "fine_tuning", after="feature_extraction")
     share = seminar_finetune_share(rep["seminar"], rep["cold"])
+    seminar_epochs = share["epochs"]
     seminar_per_epoch = share["total"] / len(seminar_epochs)
     scratch_epochs = epoch_walls(rep["scratch"], arm="random")
     plain_scratch_epoch = plain_scratch["out"]["epoch_s"][-1]
